@@ -1,0 +1,61 @@
+# dicom-sensor: everything a fresh machine needs, behind two commands.
+#   make demo   set up, then read the bundled captures with the default config
+#   make test   set up, then lint, type-check and run the test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := tshark dcmtk tcpdump tcpreplay prometheus iproute2 libcap2-bin
+OUT    ?= out
+
+.PHONY: all setup system-deps demo test lint typecheck unit pcaps bench bench-micro clean
+
+all: test
+
+# System packages through apt, only those whose commands are missing.
+system-deps:
+	@missing=""; \
+	for c in tshark:tshark storescp:dcmtk tcpdump:tcpdump tcpreplay:tcpreplay promtool:prometheus ip:iproute2 setcap:libcap2-bin; do \
+	  cmd=$${c%%:*}; pkg=$${c##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	@mkdir -p $(OUT)
+	$(BIN)/dicom-sensor demo --out $(OUT)
+
+lint: setup
+	$(BIN)/ruff check sensor dissectors tests bench
+	$(BIN)/ruff format --check sensor dissectors tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+# Regenerate the real-peer captures under pcaps/ (needs root for network namespaces).
+pcaps: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH bash pcaps/generate.sh
+
+bench-micro: setup
+	$(BIN)/python bench/micro.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,104 @@
+"""The seam between the sensor and any protocol dissector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class Verdict(IntEnum):
+    """What a probe says about the first bytes of one direction of a TCP flow."""
+
+    NO_MATCH = 0
+    NEED_MORE = 1
+    MATCH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """A probe's answer; ``detected_by`` names the evidence when it matched."""
+
+    verdict: Verdict
+    detected_by: str = ""
+
+
+NO_MATCH = ProbeResult(Verdict.NO_MATCH)
+NEED_MORE = ProbeResult(Verdict.NEED_MORE)
+
+
+class Direction(IntEnum):
+    """Which side's bytes: ORIGIN is the side whose payload matched the probe."""
+
+    ORIGIN = 0
+    PEER = 1
+
+    @property
+    def other(self) -> Direction:
+        """The opposite direction."""
+        return Direction.PEER if self is Direction.ORIGIN else Direction.ORIGIN
+
+
+class CloseReason(StrEnum):
+    """Why the sensor stops feeding a session."""
+
+    CONNECTION_CLOSED = "connection-closed"
+    TIMEOUT = "timeout"
+    CAPTURE_ENDED = "capture-ended"
+    EVICTED = "evicted"
+
+
+@runtime_checkable
+class Session(Protocol):
+    """Passive state for one TCP connection of one protocol."""
+
+    def feed(
+        self, direction: Direction, data: bytes | memoryview, ts: float
+    ) -> tuple[int, list[Any]]:
+        """Consume a prefix of ``data``; return how much and the events produced.
+
+        The caller keeps ``data[consumed:]`` and passes it again, followed by new
+        bytes, on the next call for the same direction.
+        """
+        ...
+
+    def gap(self, direction: Direction, missing: int | None, ts: float) -> list[Any]:
+        """Tell the session that ``missing`` bytes (None: unknown) were lost in ``direction``."""
+        ...
+
+    def close(self, reason: CloseReason, ts: float) -> list[Any]:
+        """End the session; return any final events."""
+        ...
+
+
+@runtime_checkable
+class Dissector(Protocol):
+    """A protocol plug-in: a cheap probe and a session factory."""
+
+    @property
+    def name(self) -> str:
+        """Short protocol name, e.g. ``dicom``."""
+        ...
+
+    def probe(self, data: bytes | memoryview) -> ProbeResult:
+        """Classify the first bytes of one direction of a new flow."""
+        ...
+
+    def new_session(self, detected_by: str) -> Session:
+        """A fresh session for a flow whose ORIGIN direction matched the probe."""
+        ...
+
+
+def first_match(
+    dissectors: Sequence[Dissector], data: bytes | memoryview
+) -> tuple[Dissector | None, ProbeResult]:
+    """Run probes in order; a MATCH wins, else NEED_MORE if any asked for more."""
+    need_more = False
+    for dissector in dissectors:
+        result = dissector.probe(data)
+        if result.verdict is Verdict.MATCH:
+            return dissector, result
+        if result.verdict is Verdict.NEED_MORE:
+            need_more = True
+    return None, NEED_MORE if need_more else NO_MATCH

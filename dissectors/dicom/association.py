@@ -1,0 +1,607 @@
+"""Passive DICOM association state machine, fed one direction's bytes at a time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from ..base import CloseReason, Direction
+from .constants import CommandField, PDUType
+from .dimse import DimseCommand, parse_command
+from .errors import DicomError, Reason
+from .events import (
+    Aborted,
+    Anomaly,
+    AssociationAccepted,
+    AssociationEnded,
+    AssociationRejected,
+    AssociationRequested,
+    DimseMessage,
+    Event,
+    GapDetected,
+    ReleaseReplied,
+    ReleaseRequested,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .pdu import (
+    PDU_HEADER,
+    PDV_HEADER,
+    AAbort,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    ReleaseRP,
+    ReleaseRQ,
+    parse_associate_fixed,
+    parse_pdu_body,
+)
+from .probe import DETECTED_BY_AC, DETECTED_BY_MIDSTREAM
+
+MAX_ANOMALY_EVENTS = 100
+_RESYNC_PATTERNS = (b"\x04\x00", b"\x05\x00\x00\x00\x00\x04", b"\x06\x00\x00\x00\x00\x04",
+                    b"\x07\x00\x00\x00\x00\x04")  # fmt: skip
+_RESYNC_NEED = 12  # bytes needed to verify a P-DATA candidate: PDU header and PDV header
+
+
+class Phase(IntEnum):
+    """Where the association is in its life (PS3.8 state machine, as seen from outside)."""
+
+    IDLE = 0
+    AWAITING_RESPONSE = 1
+    ESTABLISHED = 2
+    RELEASING = 3
+    RELEASED = 4
+    REJECTED = 5
+    ABORTED = 6
+
+
+class _Mode(IntEnum):
+    BOUNDARY = 0  # next byte starts a PDU
+    PDATA = 1  # inside a P-DATA-TF body
+    SKIP = 2  # skipping the rest of a PDU we cannot or will not decode
+    LOST = 3  # framing lost: searching for a PDU start we can verify
+
+
+class _DirectionState:
+    """Framing state of one direction."""
+
+    __slots__ = ("cmd", "cmd_ctx", "cmd_overflow", "mode", "pdu_left", "pdv_cmd", "pdv_ctx",
+                 "pdv_last", "pdv_left", "skip_left")  # fmt: skip
+
+    def __init__(self, mode: _Mode) -> None:
+        self.mode = mode
+        self.pdu_left = 0
+        self.pdv_left = 0
+        self.pdv_cmd = False
+        self.pdv_last = False
+        self.pdv_ctx = 0
+        self.skip_left = 0
+        self.cmd = bytearray()
+        self.cmd_ctx = 0
+        self.cmd_overflow = False
+
+    def drop_command(self) -> None:
+        """Forget a partly received command set."""
+        self.cmd.clear()
+        self.cmd_overflow = False
+
+
+@dataclass(slots=True)
+class DirectionCounters:
+    """What one direction sent, counted."""
+
+    pdus: int = 0
+    pdata_pdus: int = 0
+    pdata_bytes: int = 0
+    pdvs: int = 0
+    command_fragments: int = 0
+    data_set_fragments: int = 0
+    data_set_bytes: int = 0
+    data_sets: int = 0
+    missing_bytes: int = 0
+
+
+@dataclass(slots=True)
+class AssociationState:
+    """Everything the association has shown so far (no data set content, no secrets)."""
+
+    detected_by: str
+    phase: Phase = Phase.IDLE
+    requestor: Direction | None = None
+    request: AssociateRQ | None = None
+    accept: AssociateAC | None = None
+    reject: AssociateRJ | None = None
+    abort: AAbort | None = None
+    abort_by: Direction | None = None
+    release_requested_by: Direction | None = None
+    released: bool = False
+    first_ts: float | None = None
+    last_ts: float | None = None
+    counters: tuple[DirectionCounters, DirectionCounters] = field(
+        default_factory=lambda: (DirectionCounters(), DirectionCounters())
+    )
+    dimse: Counter[str] = field(default_factory=Counter)
+    dimse_status: Counter[str] = field(default_factory=Counter)
+    move_destinations: list[str] = field(default_factory=list)
+    sop_classes: set[str] = field(default_factory=set)
+    anomalies: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0
+    end: str | None = None
+
+    @property
+    def result(self) -> str:
+        """accepted, rejected or no-response."""
+        if self.reject is not None:
+            return "rejected"
+        if self.accept is not None or self.detected_by in (DETECTED_BY_MIDSTREAM, DETECTED_BY_AC):
+            return "accepted"
+        return "no-response"
+
+
+class DicomSession:
+    """One TCP connection's DICOM association, decoded passively.
+
+    ``feed`` takes one direction's next bytes and returns how many it consumed and the
+    events they completed; the caller keeps the rest and passes it again with more.
+    Any split of the byte stream gives the same events.
+    """
+
+    def __init__(self, detected_by: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.state = AssociationState(detected_by)
+        midstream = detected_by == DETECTED_BY_MIDSTREAM
+        # The side that matched starts at a PDU boundary; mid-stream, its peer need not.
+        self._dirs = (
+            _DirectionState(_Mode.BOUNDARY),
+            _DirectionState(_Mode.LOST if midstream else _Mode.BOUNDARY),
+        )
+        self._accepted_contexts: set[int] | None = None
+        self._requestor_strength = 0
+        self._anomaly_events = 0
+        if midstream:
+            self.state.phase = Phase.ESTABLISHED
+        elif detected_by == DETECTED_BY_AC:
+            self.state.phase = Phase.AWAITING_RESPONSE
+            self.state.requestor = Direction.PEER
+
+    # -- the seam -------------------------------------------------------------------
+
+    def feed(
+        self, direction: Direction, data: bytes | memoryview, ts: float
+    ) -> tuple[int, list[Event]]:
+        """Consume a prefix of ``data`` from ``direction``; return its length and the events."""
+        events: list[Event] = []
+        st = self.state
+        if st.first_ts is None:
+            st.first_ts = ts
+        st.last_ts = ts
+        d = self._dirs[direction]
+        c = st.counters[direction]
+        n = len(data)
+        pos = 0
+        while pos < n:
+            mode = d.mode
+            if mode is _Mode.PDATA:
+                if d.pdv_left == 0:
+                    if d.pdu_left == 0:
+                        d.mode = _Mode.BOUNDARY
+                        continue
+                    if n - pos < 6:
+                        if d.pdu_left < 6:
+                            self._lose_pdv_framing(
+                                d, direction, ts, events, "PDV header overruns PDU"
+                            )
+                        break
+                    length, ctx, control = PDV_HEADER.unpack_from(data, pos)
+                    if length < 2 or length + 4 > d.pdu_left or control > 3:
+                        self._lose_pdv_framing(d, direction, ts, events, "PDV header invalid")
+                        continue
+                    pos += 6
+                    d.pdu_left -= 4 + length
+                    d.pdv_left = length - 2
+                    d.pdv_cmd = bool(control & 1)
+                    d.pdv_last = bool(control & 2)
+                    d.pdv_ctx = ctx
+                    c.pdvs += 1
+                    self._start_pdv(d, c, direction, ts, events)
+                    if d.pdv_left == 0:
+                        self._end_pdv(d, c, direction, ts, events)
+                    continue
+                take = min(d.pdv_left, n - pos)
+                if d.pdv_cmd:
+                    if len(d.cmd) + take <= self.limits.max_command_bytes:
+                        d.cmd += data[pos : pos + take]
+                    else:
+                        d.cmd_overflow = True
+                else:
+                    c.data_set_bytes += take
+                pos += take
+                d.pdv_left -= take
+                if d.pdv_left == 0:
+                    self._end_pdv(d, c, direction, ts, events)
+                continue
+            if mode is _Mode.SKIP:
+                take = min(d.skip_left, n - pos)
+                pos += take
+                d.skip_left -= take
+                if d.skip_left == 0:
+                    d.mode = _Mode.BOUNDARY
+                continue
+            if mode is _Mode.LOST:
+                found = self._resync(data, pos, n)
+                if found < 0:
+                    # Keep a short tail: a PDU start may straddle this chunk and the next.
+                    pos = max(pos, n - (_RESYNC_NEED - 1))
+                    break
+                pos = found
+                if n - pos < _RESYNC_NEED:
+                    break  # the candidate cannot be verified yet
+                d.mode = _Mode.BOUNDARY
+                continue
+            # At a PDU boundary.
+            if n - pos < 6:
+                break
+            pdu_type, length = PDU_HEADER.unpack_from(data, pos)
+            if pdu_type == PDUType.P_DATA_TF:
+                if length < 6 or length > self.limits.max_pdata_pdu:
+                    reason = (
+                        Reason.TOO_LARGE
+                        if length > self.limits.max_pdata_pdu
+                        else Reason.BAD_LENGTH
+                    )
+                    self._lose_sync(d, direction, ts, events, reason, "P-DATA-TF length")
+                    pos += 1
+                    continue
+                pos += 6
+                d.mode = _Mode.PDATA
+                d.pdu_left = length
+                c.pdus += 1
+                c.pdata_pdus += 1
+                c.pdata_bytes += 6 + length
+                if st.phase not in (Phase.ESTABLISHED, Phase.RELEASING):
+                    self._anomaly(
+                        direction,
+                        ts,
+                        events,
+                        Reason.UNEXPECTED_PDU,
+                        "P-DATA-TF outside an association",
+                    )
+                continue
+            if pdu_type < PDUType.A_ASSOCIATE_RQ or pdu_type > PDUType.A_ABORT:
+                self._lose_sync(
+                    d, direction, ts, events, Reason.BAD_TYPE, f"PDU type 0x{pdu_type:02x}"
+                )
+                pos += 1
+                continue
+            if pdu_type <= PDUType.A_ASSOCIATE_AC:
+                if length < 68:
+                    self._lose_sync(
+                        d, direction, ts, events, Reason.BAD_LENGTH, "associate PDU length"
+                    )
+                    pos += 1
+                    continue
+                if length > self.limits.max_associate_pdu:
+                    if n - pos < 6 + 68:
+                        break
+                    pdu = parse_associate_fixed(
+                        pdu_type, bytes(data[pos + 6 : pos + 6 + 68]), self.limits
+                    )
+                    c.pdus += 1
+                    pos += 6 + 68
+                    d.mode = _Mode.SKIP
+                    d.skip_left = length - 68
+                    self._on_pdu(direction, pdu, ts, events)
+                    continue
+            elif length != 4:
+                if length > 64:
+                    self._lose_sync(d, direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
+                    pos += 1
+                    continue
+                self._anomaly(direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
+            if n - pos < 6 + length:
+                break
+            body = bytes(data[pos + 6 : pos + 6 + length])
+            pos += 6 + length
+            c.pdus += 1
+            if pdu_type > PDUType.A_ASSOCIATE_AC and length != 4:
+                if length < 4:
+                    continue
+                body = body[:4]
+            try:
+                decoded = parse_pdu_body(pdu_type, body, self.limits)
+            except DicomError as exc:
+                self._anomaly(direction, ts, events, exc.reason, f"{PDUType(pdu_type).label}")
+                continue
+            self._on_pdu(direction, decoded, ts, events)
+        return pos, events
+
+    def gap(self, direction: Direction, missing: int | None, ts: float) -> list[Event]:
+        """Account for lost bytes; keep framing when the loss falls inside a known PDU."""
+        events: list[Event] = []
+        st = self.state
+        st.gaps += 1
+        st.anomalies[Reason.GAP.value] += 1
+        d = self._dirs[direction]
+        c = st.counters[direction]
+        resynced = True
+        if missing is not None:
+            c.missing_bytes += missing
+        if (
+            missing is not None
+            and d.mode is _Mode.PDATA
+            and not d.pdv_cmd
+            and d.pdv_left >= missing
+        ):
+            # The hole lies inside a data set fragment: nothing of interest was lost.
+            d.pdv_left -= missing
+            if d.pdv_left == 0:
+                self._end_pdv(d, c, direction, ts, events)
+        elif missing is not None and d.mode is _Mode.PDATA and d.pdv_left + d.pdu_left >= missing:
+            d.skip_left = d.pdv_left + d.pdu_left - missing
+            d.pdv_left = d.pdu_left = 0
+            d.drop_command()
+            d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
+        elif missing is not None and d.mode is _Mode.SKIP and d.skip_left >= missing:
+            d.skip_left -= missing
+            if d.skip_left == 0:
+                d.mode = _Mode.BOUNDARY
+        else:
+            resynced = False
+            d.pdv_left = d.pdu_left = d.skip_left = 0
+            d.drop_command()
+            d.mode = _Mode.LOST
+        events.insert(0, GapDetected(ts, direction, missing, resynced))
+        return events
+
+    def close(self, reason: CloseReason, ts: float) -> list[Event]:
+        """End the association; name how it ended."""
+        st = self.state
+        if st.end is not None:
+            return []
+        events: list[Event] = []
+        for direction in (Direction.ORIGIN, Direction.PEER):
+            d = self._dirs[direction]
+            if d.mode is _Mode.PDATA or d.mode is _Mode.SKIP or d.cmd:
+                self._anomaly(
+                    direction, ts, events, Reason.TRUNCATED, "connection ended inside a PDU"
+                )
+        if st.abort is not None:
+            st.end = "aborted"
+        elif st.released:
+            st.end = "released"
+        else:
+            st.end = reason.value
+        events.append(AssociationEnded(ts, st.end, st.result))
+        return events
+
+    # -- PDUs -----------------------------------------------------------------------
+
+    def _on_pdu(self, direction: Direction, pdu: object, ts: float, events: list[Event]) -> None:
+        st = self.state
+        if isinstance(pdu, AssociateRQ):
+            if st.phase is not Phase.IDLE:
+                self._anomaly(
+                    direction,
+                    ts,
+                    events,
+                    Reason.UNEXPECTED_PDU,
+                    "A-ASSOCIATE-RQ after association start",
+                )
+                return
+            st.request = pdu
+            st.requestor = direction
+            st.phase = Phase.AWAITING_RESPONSE
+            events.append(AssociationRequested(ts, direction, pdu))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-ASSOCIATE-RQ")
+        elif isinstance(pdu, AssociateAC):
+            if st.phase is not Phase.AWAITING_RESPONSE or direction == st.requestor:
+                self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-ASSOCIATE-AC")
+                if st.accept is not None:
+                    return
+            st.accept = pdu
+            st.phase = Phase.ESTABLISHED
+            self._accepted_contexts = {
+                pc.context_id for pc in pdu.presentation_contexts if pc.result == 0
+            }
+            events.append(AssociationAccepted(ts, direction, pdu))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-ASSOCIATE-AC")
+        elif isinstance(pdu, AssociateRJ):
+            if st.phase is not Phase.AWAITING_RESPONSE or direction == st.requestor:
+                self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-ASSOCIATE-RJ")
+            st.reject = pdu
+            st.phase = Phase.REJECTED
+            events.append(AssociationRejected(ts, direction, pdu))
+        elif isinstance(pdu, AAbort):
+            if st.abort is None:
+                st.abort = pdu
+                st.abort_by = direction
+            st.phase = Phase.ABORTED
+            events.append(Aborted(ts, direction, pdu))
+        elif isinstance(pdu, ReleaseRQ):
+            if st.phase is not Phase.ESTABLISHED and st.phase is not Phase.RELEASING:
+                self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-RELEASE-RQ")
+            if st.release_requested_by is None:
+                st.release_requested_by = direction
+            st.phase = Phase.RELEASING
+            events.append(ReleaseRequested(ts, direction))
+        elif isinstance(pdu, ReleaseRP):
+            if st.phase is not Phase.RELEASING:
+                self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-RELEASE-RP")
+            else:
+                st.released = True
+                st.phase = Phase.RELEASED
+            events.append(ReleaseReplied(ts, direction))
+
+    # -- P-DATA ---------------------------------------------------------------------
+
+    def _start_pdv(
+        self,
+        d: _DirectionState,
+        c: DirectionCounters,
+        direction: Direction,
+        ts: float,
+        events: list[Event],
+    ) -> None:
+        accepted = self._accepted_contexts
+        if d.pdv_ctx & 1 == 0 or (accepted is not None and d.pdv_ctx not in accepted):
+            self._anomaly(direction, ts, events, Reason.BAD_VALUE, "PDV on a context not accepted")
+        if d.pdv_cmd:
+            c.command_fragments += 1
+            if not d.cmd and not d.cmd_overflow:
+                d.cmd_ctx = d.pdv_ctx
+            elif d.cmd_ctx != d.pdv_ctx:
+                self._anomaly(
+                    direction, ts, events, Reason.BAD_VALUE, "command fragments on two contexts"
+                )
+        else:
+            c.data_set_fragments += 1
+            if d.cmd:
+                self._anomaly(
+                    direction, ts, events, Reason.BAD_VALUE, "data set inside an unfinished command"
+                )
+                d.drop_command()
+
+    def _end_pdv(
+        self,
+        d: _DirectionState,
+        c: DirectionCounters,
+        direction: Direction,
+        ts: float,
+        events: list[Event],
+    ) -> None:
+        if not d.pdv_last:
+            return
+        if not d.pdv_cmd:
+            c.data_sets += 1
+            return
+        if d.cmd_overflow:
+            self._anomaly(direction, ts, events, Reason.TOO_LARGE, "command set")
+            d.drop_command()
+            return
+        try:
+            command = parse_command(d.cmd)
+        except DicomError as exc:
+            self._anomaly(direction, ts, events, exc.reason, "command set")
+            d.drop_command()
+            return
+        d.drop_command()
+        self._on_command(direction, d.cmd_ctx, command, ts, events)
+
+    def _on_command(
+        self, direction: Direction, ctx: int, command: DimseCommand, ts: float, events: list[Event]
+    ) -> None:
+        st = self.state
+        self._learn_requestor(direction, command)
+        st.dimse[command.name] += 1
+        status = command.status_class
+        if command.is_response and status is not None:
+            st.dimse_status[status.label] += 1
+        sop = command.sop_class_uid
+        if sop and len(st.sop_classes) < self.limits.max_sub_items:
+            st.sop_classes.add(sop)
+        dest = command.move_destination
+        if (
+            command.command_field == CommandField.C_MOVE_RQ
+            and dest is not None
+            and dest not in st.move_destinations
+            and len(st.move_destinations) < self.limits.max_move_destinations
+        ):
+            st.move_destinations.append(dest)
+        events.append(DimseMessage(ts, direction, ctx, command))
+        self._pdu_anomalies(direction, ts, events, command.anomalies, command.name)
+
+    def _learn_requestor(self, direction: Direction, command: DimseCommand) -> None:
+        """Mid-stream, tell the requestor from who sends which command."""
+        if self.state.detected_by != DETECTED_BY_MIDSTREAM or self._requestor_strength == 2:
+            return
+        field_ = command.command_field
+        store = field_ & 0x7FFF == CommandField.C_STORE_RQ
+        # A C-STORE-RQ usually comes from the requestor, but a C-GET's acceptor sends them too.
+        strength = 1 if store else 2
+        if strength <= self._requestor_strength:
+            return
+        sender_is_requestor = not command.is_response
+        self.state.requestor = direction if sender_is_requestor else direction.other
+        self._requestor_strength = strength
+
+    # -- framing trouble ------------------------------------------------------------
+
+    def _lose_pdv_framing(
+        self, d: _DirectionState, direction: Direction, ts: float, events: list[Event], detail: str
+    ) -> None:
+        self._anomaly(direction, ts, events, Reason.BAD_LENGTH, detail)
+        d.drop_command()
+        d.skip_left = d.pdu_left
+        d.pdu_left = d.pdv_left = 0
+        d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
+
+    def _lose_sync(
+        self,
+        d: _DirectionState,
+        direction: Direction,
+        ts: float,
+        events: list[Event],
+        reason: Reason,
+        detail: str,
+    ) -> None:
+        self._anomaly(direction, ts, events, reason, detail)
+        self._anomaly(direction, ts, events, Reason.LOST_SYNC, "searching for a PDU boundary")
+        d.drop_command()
+        d.mode = _Mode.LOST
+
+    def _resync(self, data: bytes | memoryview, pos: int, n: int) -> int:
+        """Index of the first verifiable PDU start in ``data[pos:n]``, else -1.
+
+        A P-DATA-TF candidate is verified by its PDV header; a candidate too close to
+        the end to verify is returned so the caller waits for more bytes.
+        """
+        buf = data if isinstance(data, bytes) else bytes(data)
+        best = -1
+        for pattern in _RESYNC_PATTERNS:
+            start = pos
+            while True:
+                i = buf.find(pattern, start, n)
+                if i < 0 or (best >= 0 and i >= best):
+                    break
+                if n - i < _RESYNC_NEED:
+                    best = i  # too close to the end to verify: wait for more bytes
+                    break
+                if pattern[0] == PDUType.P_DATA_TF:
+                    ok = self._plausible_pdata(buf, i)
+                else:
+                    ok = buf[i + 6 : i + 8] == b"\x00\x00"
+                if ok:
+                    best = i
+                    break
+                start = i + 1
+        return best
+
+    def _plausible_pdata(self, buf: bytes, i: int) -> bool:
+        _, length = PDU_HEADER.unpack_from(buf, i)
+        if not 6 <= length <= self.limits.max_pdata_pdu:
+            return False
+        pdv_len, ctx, control = PDV_HEADER.unpack_from(buf, i + 6)
+        if pdv_len < 2 or pdv_len + 4 > length or control > 3 or ctx & 1 == 0:
+            return False
+        accepted = self._accepted_contexts
+        return accepted is None or ctx in accepted
+
+    def _pdu_anomalies(
+        self,
+        direction: Direction,
+        ts: float,
+        events: list[Event],
+        reasons: tuple[Reason, ...],
+        what: str,
+    ) -> None:
+        for reason in reasons:
+            self._anomaly(direction, ts, events, reason, what)
+
+    def _anomaly(
+        self, direction: Direction, ts: float, events: list[Event], reason: Reason, detail: str
+    ) -> None:
+        self.state.anomalies[reason.value] += 1
+        if self._anomaly_events < MAX_ANOMALY_EVENTS:
+            self._anomaly_events += 1
+            events.append(Anomaly(ts, direction, reason, detail))

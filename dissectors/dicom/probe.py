@@ -1,0 +1,79 @@
+"""A cheap three-way probe for DICOM on the first bytes of one direction of a TCP flow."""
+
+from __future__ import annotations
+
+import struct
+
+from ..base import NEED_MORE, NO_MATCH, ProbeResult, Verdict
+from .constants import ItemType
+
+DETECTED_BY_RQ = "associate-rq"
+DETECTED_BY_AC = "associate-ac"
+DETECTED_BY_MIDSTREAM = "mid-stream"
+
+MATCH_RQ = ProbeResult(Verdict.MATCH, DETECTED_BY_RQ)
+MATCH_AC = ProbeResult(Verdict.MATCH, DETECTED_BY_AC)
+MATCH_MIDSTREAM = ProbeResult(Verdict.MATCH, DETECTED_BY_MIDSTREAM)
+
+_HEAD = struct.Struct(">BBIH")  # type, reserved, PDU length, protocol version
+_PDATA_HEAD = struct.Struct(">BBIIBBHHI")  # PDU header, PDV header, first element header
+_ASSOC_MAX = 1 << 20
+_PDATA_MAX = 64 << 20
+_COMMAND_MAX = 64 << 10
+_AE_OK = frozenset(range(0x20, 0x7F)) | {0}
+
+
+def _associate(data: bytes | memoryview, n: int) -> bool | None:
+    """True/False for an RQ or AC fixed part plus first item; None while bytes are missing."""
+    if n < 10:
+        return None if n < 2 or data[1] == 0 else False
+    _, reserved, length, version = _HEAD.unpack_from(data, 0)
+    if reserved != 0 or not 68 < length <= _ASSOC_MAX or version & 1 == 0 or version > 0xFF:
+        return False
+    for i in range(10, min(n, 42)):
+        if data[i] not in _AE_OK:
+            return False
+    if n < 75:
+        return None
+    return bool(data[74] == ItemType.APPLICATION_CONTEXT)
+
+
+def _pdata_command(data: bytes | memoryview, n: int) -> bool | None:
+    """A P-DATA-TF whose first PDV starts a command set with its group length element."""
+    if n < 24:
+        return None if n < 2 or data[1] == 0 else False
+    _, reserved, length, pdv_len, ctx, control, group, element, el_len = _PDATA_HEAD.unpack_from(
+        data, 0
+    )
+    if reserved != 0 or not 12 <= length <= _PDATA_MAX:
+        return False
+    if pdv_len < 14 or pdv_len + 4 > length or ctx & 1 == 0 or control not in (1, 3):
+        return False
+    if group != 0 or element != 0 or el_len != 4:
+        return False
+    (group_length,) = struct.unpack_from("<I", data, 20)
+    # The command group length counts the rest of the command set.
+    if group_length > _COMMAND_MAX:
+        return False
+    return not (control == 3 and group_length != pdv_len - 2 - 12)
+
+
+def probe(data: bytes | memoryview) -> ProbeResult:
+    """MATCH, NEED_MORE or NO_MATCH for the first bytes one side sent on a flow."""
+    n = len(data)
+    if n == 0:
+        return NEED_MORE
+    first = data[0]
+    if first == 1 or first == 2:
+        verdict = _associate(data, n)
+        if verdict is None:
+            return NEED_MORE
+        if verdict:
+            return MATCH_RQ if first == 1 else MATCH_AC
+        return NO_MATCH
+    if first == 4:
+        verdict = _pdata_command(data, n)
+        if verdict is None:
+            return NEED_MORE
+        return MATCH_MIDSTREAM if verdict else NO_MATCH
+    return NO_MATCH
