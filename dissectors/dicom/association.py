@@ -207,6 +207,8 @@ class DicomSession:
                     self._start_pdv(d, c, direction, ts, events)
                     if d.pdv_left == 0:
                         self._end_pdv(d, c, direction, ts, events)
+                        if d.pdu_left == 0:
+                            d.mode = _Mode.BOUNDARY
                     continue
                 take = min(d.pdv_left, n - pos)
                 if d.pdv_cmd:
@@ -220,6 +222,8 @@ class DicomSession:
                 d.pdv_left -= take
                 if d.pdv_left == 0:
                     self._end_pdv(d, c, direction, ts, events)
+                    if d.pdu_left == 0:
+                        d.mode = _Mode.BOUNDARY
                 continue
             if mode is _Mode.SKIP:
                 take = min(d.skip_left, n - pos)

@@ -1,0 +1,21 @@
+"""The sensor's own counters: plain integers, turned into metrics at scrape time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SensorCounters:
+    """What the sensor has seen; label values only from closed sets."""
+
+    packets: int = 0  # every packet in the capture, counted by libpcap
+    association_requests: int = 0
+    associations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (result, end)
+    dimse: Counter[tuple[str, str]] = field(default_factory=Counter)  # (command, status class)
+    pdata_bytes: Counter[str] = field(default_factory=Counter)  # direction
+    anomalies: Counter[str] = field(default_factory=Counter)  # reason
+    active_associations: int = 0
+    last_packet_ts: float = 0.0
+    captures_cut_off: int = 0

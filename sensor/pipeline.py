@@ -1,0 +1,204 @@
+"""The offline pipeline: captures in, association records, events and counters out."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dissectors.base import CloseReason, Dissector, Session, Verdict, first_match
+from dissectors.dicom.association import DicomSession
+from dissectors.dicom.events import (
+    Anomaly,
+    AssociationRequested,
+    DimseMessage,
+    GapDetected,
+)
+
+from .bpf import ALL_TCP, HEADS_FILTER, Term, flows_filter
+from .capture import OfflineCapture, ReadResult
+from .counters import SensorCounters
+from .decode import Segment, decoder_for
+from .events import anomaly_event
+from .flows import EngineConfig, FlowEngine, FlowInfo
+from .jsonl import JsonLines
+from .record import build_record
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConfig:
+    """How the offline reader works."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_filter_terms: int = 256
+    two_pass: bool = True
+
+
+@dataclass(slots=True)
+class Talker:
+    """One requestor-to-acceptor pair, summed over its associations."""
+
+    associations: int = 0
+    pdata_bytes: int = 0
+
+
+class Pipeline:
+    """Feeds captures through the flow engine and writes what the dissectors found."""
+
+    def __init__(
+        self,
+        dissectors: Sequence[Dissector],
+        config: ReadConfig | None = None,
+        associations: JsonLines | None = None,
+        events: JsonLines | None = None,
+    ) -> None:
+        self.config = config if config is not None else ReadConfig()
+        self.dissectors = tuple(dissectors)
+        self.counters = SensorCounters()
+        self.engine = FlowEngine(
+            self.dissectors, self._on_event, self._on_close, self.config.engine
+        )
+        self.associations = associations
+        self.events = events
+        self.records: list[dict[str, Any]] = []
+        self.talkers: dict[tuple[str, str, int], Talker] = {}
+        self.cut_offs: list[str] = []
+        self.files = 0
+        self.sessions_closed = 0
+        self.started = time.monotonic()
+        self.keep_records = False
+        self.last_ts = 0.0
+
+    # -- reading --------------------------------------------------------------------
+
+    def read(self, capture: OfflineCapture, progress: Progress | None = None) -> None:
+        """Read one capture; flows go on across files (rotated captures split associations)."""
+        self.files += 1
+        decode = decoder_for(capture.linktype)
+        if capture.passes_allowed < 2 or not self.config.two_pass:
+            result = ReadResult()
+            self._process(capture.packets(ALL_TCP, result, progress), decode)
+            self.counters.packets += result.packets
+            self._note_cut(capture, result)
+            return
+        heads = ReadResult()
+        terms, tagged = self._candidates(capture, decode, heads, progress)
+        self._note_cut(capture, heads)
+        terms |= self._open_flow_terms()
+        if terms:
+            result = ReadResult()
+            bpf = flows_filter(terms, tagged, self.config.max_filter_terms)
+            self._process(capture.packets(bpf, result, progress), decode)
+        self.counters.packets += capture.count_packets()
+
+    def _note_cut(self, capture: OfflineCapture, result: ReadResult) -> None:
+        if result.cut_off is not None:
+            self.cut_offs.append(f"{capture.path}: {result.cut_off}")
+            self.counters.captures_cut_off += 1
+
+    def _candidates(
+        self,
+        capture: OfflineCapture,
+        decode: Callable[[float, bytes], Any],
+        result: ReadResult,
+        progress: Progress | None,
+    ) -> tuple[set[Term], bool]:
+        """First pass: segments that may start an association or carry a command mid-stream."""
+        terms: set[Term] = set()
+        tagged = False
+        dissectors = self.dissectors
+        for ts, data, _ in capture.packets(HEADS_FILTER, result, progress):
+            seg = decode(ts, data)
+            if not isinstance(seg, Segment) or not seg.payload:
+                continue
+            _, answer = first_match(dissectors, seg.payload)
+            if answer.verdict is Verdict.NO_MATCH:
+                continue
+            first = seg.payload[0]
+            if first == 1 and answer.verdict is Verdict.MATCH:
+                terms.add(Term(seg.dst, seg.dport))  # the acceptor's service
+            elif first == 2 and answer.verdict is Verdict.MATCH:
+                terms.add(Term(seg.src, seg.sport))
+            else:
+                terms.add(Term(seg.src, seg.sport, seg.dst, seg.dport))
+            tagged = tagged or seg.vlan is not None
+        return terms, tagged
+
+    def _open_flow_terms(self) -> set[Term]:
+        """Connections still followed from an earlier file."""
+        return {Term(a, pa, b, pb) for a, pa, b, pb in self.engine.followed_endpoints()}
+
+    def _process(self, packets: Any, decode: Callable[[float, bytes], Any]) -> None:
+        engine = self.engine
+        stats = engine.stats
+        process = engine.process
+        advance = engine.advance
+        ts = self.last_ts
+        for ts, data, _ in packets:
+            seg = decode(ts, data)
+            if seg.__class__ is Segment:
+                process(seg)
+            else:
+                stats.packets += 1
+                stats.drop(seg)
+            advance(ts)
+        self.last_ts = max(self.last_ts, ts)
+        self.counters.last_packet_ts = self.last_ts
+
+    def finish(self) -> None:
+        """End of input: close every open association as capture-ended."""
+        self.engine.finish(self.last_ts)
+
+    # -- sinks ----------------------------------------------------------------------
+
+    def _on_event(self, info: FlowInfo, session: Session, event: Any) -> None:
+        counters = self.counters
+        cls = event.__class__
+        if cls is DimseMessage:
+            command = event.command
+            status = command.status_class
+            counters.dimse[(command.name, status.label if status is not None else "none")] += 1
+        elif cls is AssociationRequested:
+            counters.association_requests += 1
+        elif cls is Anomaly or cls is GapDetected:
+            reason = event.reason.value if cls is Anomaly else "gap"
+            counters.anomalies[reason] += 1
+            if self.events is not None and isinstance(session, DicomSession):
+                self.events.write(anomaly_event(info, session, event))
+
+    def _on_close(self, info: FlowInfo, session: Session, reason: CloseReason) -> None:
+        self.sessions_closed += 1
+        if not isinstance(session, DicomSession):
+            return
+        record = build_record(info, session)
+        dicom = record["dicom"]
+        self.counters.associations[
+            (dicom["association"]["result"], dicom["association"]["end"])
+        ] += 1
+        by_dir = dicom["pdata"]["bytes_by_direction"]
+        self.counters.pdata_bytes["requestor"] += by_dir["requestor"]
+        self.counters.pdata_bytes["acceptor"] += by_dir["acceptor"]
+        key = (record["source"]["ip"], record["destination"]["ip"], record["destination"]["port"])
+        talker = self.talkers.setdefault(key, Talker())
+        talker.associations += 1
+        talker.pdata_bytes += dicom["pdata"]["bytes"]
+        if self.associations is not None:
+            self.associations.write(record)
+        if self.keep_records:
+            self.records.append(record)
+
+    @property
+    def active_associations(self) -> int:
+        """Associations being followed now."""
+        return self.engine.stats.flows_matched - self.sessions_closed
+
+    def results(self) -> Counter[str]:
+        """Associations by result."""
+        out: Counter[str] = Counter()
+        for (result, _), n in self.counters.associations.items():
+            out[result] += n
+        return out

@@ -1,0 +1,305 @@
+"""One direction of one TCP connection, put back in order, with every loss said out loud."""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .decode import TH_FIN, TH_SYN
+
+_SEQ_MASK = 0xFFFFFFFF
+_SEQ_HALF = 1 << 31
+_SEQ_SPACE = 1 << 32
+
+DEFAULT_MAX_BUFFER_BYTES = 1 << 20
+DEFAULT_MAX_BUFFER_SEGMENTS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A run of the stream that will never arrive; ``missing`` is its exact length in bytes."""
+
+    missing: int
+
+
+Chunk = bytes | Gap
+
+
+class StreamAnomaly(StrEnum):
+    """What the reassembler counts; the value doubles as a metric label."""
+
+    RETRANSMISSION = "retransmission"
+    OVERLAP = "overlap"
+    OVERLAP_MISMATCH = "overlap-mismatch"
+    GAP = "gap"
+
+
+@dataclass(slots=True)
+class ReassemblyStats:
+    """Counters that any number of reassemblers may share."""
+
+    retransmissions: int = 0
+    overlaps: int = 0
+    overlap_mismatches: int = 0
+    gaps: int = 0
+    gap_bytes: int = 0
+
+    def by_reason(self) -> dict[StreamAnomaly, int]:
+        """The anomaly counts keyed by their closed reason."""
+        return {
+            StreamAnomaly.RETRANSMISSION: self.retransmissions,
+            StreamAnomaly.OVERLAP: self.overlaps,
+            StreamAnomaly.OVERLAP_MISMATCH: self.overlap_mismatches,
+            StreamAnomaly.GAP: self.gaps,
+        }
+
+
+def _piece(start: int, data: bytes, missing: int, lo: int, hi: int) -> tuple[bytes, int]:
+    """The part [lo, hi) of a run at ``start`` made of ``data`` then ``missing`` lost bytes."""
+    size = len(data)
+    a = min(lo - start, size)
+    b = min(hi - start, size)
+    return data[a:b], (hi - lo) - (b - a)
+
+
+class StreamReassembler:
+    """One direction of a TCP connection: segments in, in-order chunks and gaps out.
+
+    Offsets count stream bytes from the first one (unbounded, so 32-bit sequence wraparound
+    never reaches the buffer); a held run is its captured bytes followed by ``missing`` bytes
+    that the snaplen cut off, which come out as a Gap when their turn comes.
+    """
+
+    __slots__ = (
+        "_base",
+        "_buffered",
+        "_fin",
+        "_max_bytes",
+        "_max_segments",
+        "_next",
+        "_runs",
+        "_starts",
+        "fin_reached",
+        "last_ts",
+        "started",
+        "stats",
+        "syn_seen",
+    )
+
+    def __init__(
+        self,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        max_buffer_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
+        stats: ReassemblyStats | None = None,
+    ) -> None:
+        if max_buffer_bytes < 0 or max_buffer_segments < 0:
+            raise ValueError("reassembly caps must not be negative")
+        self._max_bytes = max_buffer_bytes
+        self._max_segments = max_buffer_segments
+        self.stats = stats if stats is not None else ReassemblyStats()
+        self._base = 0  # sequence number of stream offset 0
+        self._next = 0  # stream offset of the next byte to deliver
+        self._starts: list[int] = []  # sorted offsets of held runs
+        self._runs: dict[int, tuple[bytes, int]] = {}  # offset -> (bytes, missing tail)
+        self._buffered = 0
+        self._fin: int | None = None  # stream offset the FIN occupies
+        self.started = False
+        self.syn_seen = False
+        self.fin_reached = False
+        self.last_ts = 0.0
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next byte to deliver (SYN and FIN not counted)."""
+        return self._next
+
+    @property
+    def fin_seen(self) -> bool:
+        """Whether a FIN has been seen, in order or not."""
+        return self._fin is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Captured bytes held out of order."""
+        return self._buffered
+
+    @property
+    def buffered_segments(self) -> int:
+        """Runs held out of order."""
+        return len(self._starts)
+
+    def add(
+        self, seq: int, payload: bytes, ts: float, flags: int = 0, truncated_by: int = 0
+    ) -> list[Chunk]:
+        """Take one segment; return what became deliverable in order, gaps included."""
+        self.last_ts = ts
+        if flags & TH_SYN:
+            seq = (seq + 1) & _SEQ_MASK  # the SYN takes one sequence number; data follows
+            if not self.started:
+                self._start(seq)
+                self.syn_seen = True
+        fin = flags & TH_FIN
+        if not payload and not truncated_by and not fin:
+            return []
+        if not self.started:
+            # Mid-stream: the first segment with data (or a FIN) defines offset 0.
+            self._start(seq)
+        delta = (seq - self._base - self._next) & _SEQ_MASK
+        if delta >= _SEQ_HALF:
+            delta -= _SEQ_SPACE
+        start = self._next + delta
+        end = start + len(payload) + truncated_by
+        out: list[Chunk] = []
+        if fin and self._fin is None and end >= self._next:
+            self._fin = end
+            self._clip_held(end)
+        if self._fin is not None and end > self._fin:
+            # Bytes past the FIN are not part of this stream.
+            payload, truncated_by = _piece(
+                start, payload, truncated_by, start, max(start, self._fin)
+            )
+            end = max(start, self._fin)
+        if end > start:
+            self._take(start, payload, truncated_by, out)
+        self._reach_fin()
+        return out
+
+    def flush(self) -> list[Chunk]:
+        """Give up waiting: declare every hole a gap and deliver everything held."""
+        out: list[Chunk] = []
+        while self._starts:
+            self._jump(self._starts[0], out)
+        if self._fin is not None and not self.fin_reached:
+            self._jump(self._fin, out)
+            self._reach_fin()
+        return out
+
+    def discard(self) -> None:
+        """Drop everything held; the stream is no longer of interest."""
+        self._starts.clear()
+        self._runs.clear()
+        self._buffered = 0
+
+    def _clip_held(self, limit: int) -> None:
+        """Forget held bytes at or past ``limit`` (they came after the FIN)."""
+        starts = self._starts
+        while starts and starts[-1] >= limit:
+            data, _ = self._runs.pop(starts.pop())
+            self._buffered -= len(data)
+        if starts:
+            at = starts[-1]
+            data, missing = self._runs[at]
+            if at + len(data) + missing > limit:
+                self._buffered -= len(data)
+                data, missing = _piece(at, data, missing, at, limit)
+                self._runs[at] = (data, missing)
+                self._buffered += len(data)
+
+    def _start(self, seq: int) -> None:
+        """Make ``seq`` stream offset 0."""
+        self._base = seq
+        self._next = 0
+        self.started = True
+
+    def _take(self, start: int, data: bytes, missing: int, out: list[Chunk]) -> None:
+        """Deliver, trim or hold the run [start, start + len(data) + missing)."""
+        nxt = self._next
+        end = start + len(data) + missing
+        if end <= nxt:
+            self.stats.retransmissions += 1
+            return
+        if start < nxt:
+            # Partly seen already: the first copy wins and what was delivered is gone.
+            self.stats.overlaps += 1
+            data, missing = _piece(start, data, missing, nxt, end)
+            start = nxt
+        if start == nxt and not self._starts:
+            self._deliver(data, missing, out)
+            return
+        self._hold(start, data, missing)
+        self._drain(out)
+        while self._buffered > self._max_bytes or len(self._starts) > self._max_segments:
+            self._jump(self._starts[0], out)
+
+    def _hold(self, start: int, data: bytes, missing: int) -> None:
+        """Keep the parts of a run that no held run covers; compare the parts that one does."""
+        end = start + len(data) + missing
+        starts = self._starts
+        runs = self._runs
+        i = bisect_right(starts, start) - 1
+        if i < 0:
+            i = 0
+        pos = start
+        fresh: list[tuple[int, bytes, int]] = []
+        overlapped = False
+        while i < len(starts) and starts[i] < end:
+            other = starts[i]
+            odata, omissing = runs[other]
+            oend = other + len(odata) + omissing
+            i += 1
+            if oend <= pos:
+                continue
+            if other > pos:
+                fresh.append((pos, *_piece(start, data, missing, pos, other)))
+            lo = max(pos, other)
+            hi = min(end, oend)
+            mine, _ = _piece(start, data, missing, lo, hi)
+            theirs, _ = _piece(other, odata, omissing, lo, hi)
+            common = min(len(mine), len(theirs))
+            if mine[:common] != theirs[:common]:
+                self.stats.overlap_mismatches += 1
+            overlapped = True
+            pos = oend
+        if pos < end:
+            fresh.append((pos, *_piece(start, data, missing, pos, end)))
+        if not fresh:
+            self.stats.retransmissions += 1
+            return
+        if overlapped:
+            self.stats.overlaps += 1
+        for at, piece, lost in fresh:
+            insort(starts, at)
+            runs[at] = (piece, lost)
+            self._buffered += len(piece)
+
+    def _drain(self, out: list[Chunk]) -> None:
+        """Deliver held runs while the first one starts where the stream stands."""
+        starts = self._starts
+        while starts and starts[0] <= self._next:
+            at = starts.pop(0)
+            data, missing = self._runs.pop(at)
+            self._buffered -= len(data)
+            end = at + len(data) + missing
+            if end <= self._next:
+                continue
+            if at < self._next:
+                data, missing = _piece(at, data, missing, self._next, end)
+            self._deliver(data, missing, out)
+
+    def _jump(self, to: int, out: list[Chunk]) -> None:
+        """Declare [next, to) lost, then deliver whatever held runs follow."""
+        if to > self._next:
+            self._lose(to - self._next, out)
+        self._drain(out)
+
+    def _deliver(self, data: bytes, missing: int, out: list[Chunk]) -> None:
+        """Emit in-order bytes and the lost bytes after them."""
+        if data:
+            out.append(data)
+            self._next += len(data)
+        if missing:
+            self._lose(missing, out)
+
+    def _lose(self, missing: int, out: list[Chunk]) -> None:
+        """Emit a gap and move past it."""
+        out.append(Gap(missing))
+        self._next += missing
+        self.stats.gaps += 1
+        self.stats.gap_bytes += missing
+
+    def _reach_fin(self) -> None:
+        """Step over the FIN once everything before it was delivered."""
+        if self._fin is not None and not self.fin_reached and self._next >= self._fin:
+            self._next = self._fin + 1
+            self.fin_reached = True

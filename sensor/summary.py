@@ -1,0 +1,61 @@
+"""The human summary printed on stderr at the end of a read."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TextIO
+
+from .pipeline import Pipeline
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counter.most_common()) or "none"
+
+
+def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict[str, str]) -> None:
+    """Associations by result and end, top talkers, anomalies, throughput, where outputs went."""
+    c = pipeline.counters
+    stats = pipeline.engine.stats
+    rate = c.packets / elapsed if elapsed > 0 else 0.0
+    files = "file" if pipeline.files == 1 else "files"
+    print(
+        f"dicom-sensor: read {pipeline.files} {files}, {c.packets:,} packets "
+        f"({stats.packets:,} inspected) in {elapsed:.2f} s, {rate:,.0f} packets/s",
+        file=out,
+    )
+    results = pipeline.results()
+    ends: Counter[str] = Counter()
+    for (_, end), n in c.associations.items():
+        ends[end] += n
+    total = sum(results.values())
+    print(f"associations: {total} ({_counts(results)}); ended: {_counts(ends)}", file=out)
+    if pipeline.talkers:
+        print("top talkers (requestor -> acceptor:port, associations, P-DATA bytes):", file=out)
+        top = sorted(
+            pipeline.talkers.items(), key=lambda kv: (-kv[1].pdata_bytes, -kv[1].associations)
+        )
+        for (src, dst, port), talker in top[:10]:
+            volume = _human_bytes(talker.pdata_bytes)
+            print(f"  {src} -> {dst}:{port}  {talker.associations}  {volume}", file=out)
+    dimse: Counter[str] = Counter()
+    for (name, _), n in c.dimse.items():
+        dimse[name] += n
+    if dimse:
+        print(f"DIMSE: {_counts(dimse)}", file=out)
+    print(f"anomalies: {_counts(c.anomalies)}", file=out)
+    evicted = stats.evicted
+    if evicted:
+        print(f"flows evicted to stay within limits: {evicted}", file=out)
+    for cut in pipeline.cut_offs:
+        print(f"capture cut off, read up to the cut: {cut}", file=out)
+    for what, where in outputs.items():
+        print(f"{what}: {where}", file=out)
