@@ -44,6 +44,11 @@ _RESYNC_PATTERNS = (b"\x04\x00", b"\x05\x00\x00\x00\x00\x04", b"\x06\x00\x00\x00
 _RESYNC_NEED = 12  # bytes needed to verify a P-DATA candidate: PDU header and PDV header
 
 
+def _resync_need(pdu_type: int) -> int:
+    """Bytes needed to verify a resync candidate: a whole release or abort PDU is 10."""
+    return _RESYNC_NEED if pdu_type == PDUType.P_DATA_TF else 10
+
+
 class Phase(IntEnum):
     """Where the association is in its life (PS3.8 state machine, as seen from outside)."""
 
@@ -159,6 +164,7 @@ class DicomSession:
         self._accepted_contexts: set[int] | None = None
         self._requestor_strength = 0
         self._anomaly_events = 0
+        self._release_rq_sides = 0
         if midstream:
             self.state.phase = Phase.ESTABLISHED
         elif detected_by == DETECTED_BY_AC:
@@ -187,11 +193,10 @@ class DicomSession:
                     if d.pdu_left == 0:
                         d.mode = _Mode.BOUNDARY
                         continue
+                    if d.pdu_left < 6:
+                        self._lose_pdv_framing(d, direction, ts, events, "PDV header overruns PDU")
+                        continue
                     if n - pos < 6:
-                        if d.pdu_left < 6:
-                            self._lose_pdv_framing(
-                                d, direction, ts, events, "PDV header overruns PDU"
-                            )
                         break
                     length, ctx, control = PDV_HEADER.unpack_from(data, pos)
                     if length < 2 or length + 4 > d.pdu_left or control > 3:
@@ -239,7 +244,7 @@ class DicomSession:
                     pos = max(pos, n - (_RESYNC_NEED - 1))
                     break
                 pos = found
-                if n - pos < _RESYNC_NEED:
+                if n - pos < _resync_need(data[pos]):
                     break  # the candidate cannot be verified yet
                 d.mode = _Mode.BOUNDARY
                 continue
@@ -297,18 +302,18 @@ class DicomSession:
                     d.skip_left = length - 68
                     self._on_pdu(direction, pdu, ts, events)
                     continue
-            elif length != 4:
-                if length > 64:
-                    self._lose_sync(d, direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
-                    pos += 1
-                    continue
-                self._anomaly(direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
+            elif length != 4 and length > 64:
+                self._lose_sync(d, direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
+                pos += 1
+                continue
             if n - pos < 6 + length:
                 break
             body = bytes(data[pos + 6 : pos + 6 + length])
             pos += 6 + length
             c.pdus += 1
             if pdu_type > PDUType.A_ASSOCIATE_AC and length != 4:
+                # Counted once the whole PDU is here, so any split gives the same events.
+                self._anomaly(direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
                 if length < 4:
                     continue
                 body = body[:4]
@@ -427,10 +432,13 @@ class DicomSession:
                 self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-RELEASE-RQ")
             if st.release_requested_by is None:
                 st.release_requested_by = direction
+            self._release_rq_sides |= 1 << direction
             st.phase = Phase.RELEASING
             events.append(ReleaseRequested(ts, direction))
         elif isinstance(pdu, ReleaseRP):
-            if st.phase is not Phase.RELEASING:
+            # After a release collision (PS3.8 9.2.1) both sides send an RP.
+            collision = st.phase is Phase.RELEASED and self._release_rq_sides == 3
+            if st.phase is not Phase.RELEASING and not collision:
                 self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-RELEASE-RP")
             else:
                 st.released = True
@@ -568,7 +576,7 @@ class DicomSession:
                 i = buf.find(pattern, start, n)
                 if i < 0 or (best >= 0 and i >= best):
                     break
-                if n - i < _RESYNC_NEED:
+                if n - i < _resync_need(pattern[0]):
                     best = i  # too close to the end to verify: wait for more bytes
                     break
                 if pattern[0] == PDUType.P_DATA_TF:

@@ -324,7 +324,8 @@ def _user_identity_rq(
     secondary = _prefixed(buf, p_off + p_len, end)
     if secondary is None:
         problems.add(Reason.BAD_LENGTH)
-        s_len = 0
+        # A malformed length still means passcode bytes may have crossed the wire.
+        s_len = max(0, end - (p_off + p_len) - 2)
     else:
         s_len = secondary[1]
         if secondary[0] + s_len != end:

@@ -196,7 +196,8 @@ def _associate(
 ) -> _AssociateParts:
     """Decode the body (what follows the 6-byte header) of an RQ or AC."""
     if len(body) < ASSOCIATE_FIXED_LENGTH:
-        raise DicomError(Reason.TRUNCATED, "associate fixed part")
+        # The whole PDU is here (parse_pdu checks that): its length field is too small.
+        raise DicomError(Reason.BAD_LENGTH, "associate PDU shorter than its fixed part")
     parts = _AssociateParts()
     version, _, called_raw, calling_raw = _ASSOC_FIXED.unpack_from(body, 0)
     problems = ItemProblems()

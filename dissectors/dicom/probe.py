@@ -16,7 +16,8 @@ MATCH_AC = ProbeResult(Verdict.MATCH, DETECTED_BY_AC)
 MATCH_MIDSTREAM = ProbeResult(Verdict.MATCH, DETECTED_BY_MIDSTREAM)
 
 _HEAD = struct.Struct(">BBIH")  # type, reserved, PDU length, protocol version
-_PDATA_HEAD = struct.Struct(">BBIIBBHHI")  # PDU header, PDV header, first element header
+_PDATA_HEAD = struct.Struct(">BBIIBB")  # PDU header, PDV header (big endian, PS3.8)
+_ELEMENT = struct.Struct("<HHII")  # first command element and its value (implicit VR LE, PS3.7)
 _ASSOC_MAX = 1 << 20
 _PDATA_MAX = 64 << 20
 _COMMAND_MAX = 64 << 10
@@ -42,16 +43,14 @@ def _pdata_command(data: bytes | memoryview, n: int) -> bool | None:
     """A P-DATA-TF whose first PDV starts a command set with its group length element."""
     if n < 24:
         return None if n < 2 or data[1] == 0 else False
-    _, reserved, length, pdv_len, ctx, control, group, element, el_len = _PDATA_HEAD.unpack_from(
-        data, 0
-    )
+    _, reserved, length, pdv_len, ctx, control = _PDATA_HEAD.unpack_from(data, 0)
     if reserved != 0 or not 12 <= length <= _PDATA_MAX:
         return False
     if pdv_len < 14 or pdv_len + 4 > length or ctx & 1 == 0 or control not in (1, 3):
         return False
+    group, element, el_len, group_length = _ELEMENT.unpack_from(data, 12)
     if group != 0 or element != 0 or el_len != 4:
         return False
-    (group_length,) = struct.unpack_from("<I", data, 20)
     # The command group length counts the rest of the command set.
     if group_length > _COMMAND_MAX:
         return False

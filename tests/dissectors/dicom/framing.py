@@ -1,0 +1,181 @@
+"""Test helpers: PDU/PDV framing around real vectors, the feed contract, sample streams.
+
+Framing helpers only put length headers around bytes whose decoding the tests state
+explicitly; they are never used as the oracle of a test.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from typing import Any
+
+from dissectors.base import Direction
+from dissectors.dicom import DicomSession
+
+from . import vectors as v
+
+ORIGIN = Direction.ORIGIN
+PEER = Direction.PEER
+
+Segment = tuple[Direction, bytes]
+
+# PS3.8 message control header values.
+DATA = 0x00
+DATA_LAST = 0x02
+COMMAND = 0x01
+COMMAND_LAST = 0x03
+
+
+def pdv(context_id: int, control: int, fragment: bytes) -> bytes:
+    """A PDV item: length (4, BE, counts what follows), context id, control, fragment."""
+    return struct.pack(">IBB", len(fragment) + 2, context_id, control) + fragment
+
+
+def pdata(*pdvs: bytes) -> bytes:
+    """A P-DATA-TF PDU holding the given PDV items."""
+    body = b"".join(pdvs)
+    return struct.pack(">BxI", 0x04, len(body)) + body
+
+
+def item(item_type: int, value: bytes) -> bytes:
+    """An item or sub-item: type, reserved, length (2, BE), value."""
+    return struct.pack(">BxH", item_type, len(value)) + value
+
+
+def associate(pdu_type: int, *items: bytes) -> bytes:
+    """An RQ (1) or AC (2) with DCMTK's fixed part and the given items."""
+    body = v.ASSOCIATE_FIXED + b"".join(items)
+    return struct.pack(">BxI", pdu_type, len(body)) + body
+
+
+def user_info(*sub_items: bytes) -> bytes:
+    """A 0x50 user information item holding the given sub-items."""
+    return item(0x50, b"".join(sub_items))
+
+
+class Feeder:
+    """The stream layer's side of the feed contract: keep ``data[consumed:]``, pass it again."""
+
+    def __init__(self, session: DicomSession) -> None:
+        self.session = session
+        self.pending: dict[Direction, bytes] = {ORIGIN: b"", PEER: b""}
+        self.events: list[Any] = []
+
+    def feed(self, direction: Direction, chunk: bytes, ts: float = 1.0) -> list[Any]:
+        """Feed ``chunk`` after what ``direction`` left unconsumed; return the new events."""
+        data = self.pending[direction] + chunk
+        consumed, events = self.session.feed(direction, data, ts)
+        if not 0 <= consumed <= len(data):
+            raise AssertionError(f"consumed {consumed} of {len(data)}")
+        self.pending[direction] = data[consumed:]
+        self.events.extend(events)
+        return events
+
+    def gap(self, direction: Direction, missing: int | None, ts: float = 1.0) -> list[Any]:
+        """Report lost bytes; what was left unconsumed before the hole is dropped."""
+        self.pending[direction] = b""
+        events = self.session.gap(direction, missing, ts)
+        self.events.extend(events)
+        return events
+
+    def run(self, segments: Iterable[Segment], ts: float = 1.0) -> list[Any]:
+        """Feed segments in order; return the events they produced."""
+        out: list[Any] = []
+        for direction, chunk in segments:
+            out.extend(self.feed(direction, chunk, ts))
+        return out
+
+
+def feed_all(session: DicomSession, segments: Iterable[Segment], ts: float = 1.0) -> list[Any]:
+    """Feed ``segments`` to ``session`` through a fresh Feeder; return all events."""
+    return Feeder(session).run(segments, ts)
+
+
+def runs(segments: Sequence[Segment]) -> list[Segment]:
+    """Join consecutive segments of the same direction (what one direction sent in a row)."""
+    out: list[Segment] = []
+    for direction, chunk in segments:
+        if out and out[-1][0] == direction:
+            out[-1] = (direction, out[-1][1] + chunk)
+        else:
+            out.append((direction, chunk))
+    return out
+
+
+def split(segments: Sequence[Segment], cuts: Sequence[int]) -> list[Segment]:
+    """Split each same-direction run at the given offsets (modulo its length)."""
+    out: list[Segment] = []
+    for index, (direction, data) in enumerate(runs(segments)):
+        points = sorted({c % (len(data) + 1) for c in cuts[index::2]} | {0, len(data)})
+        out.extend((direction, data[a:b]) for a, b in pairwise(points))
+    return out
+
+
+def bytewise(segments: Sequence[Segment]) -> list[Segment]:
+    """Every byte its own chunk, directions interleaved as in ``segments``."""
+    return [(d, data[i : i + 1]) for d, data in segments for i in range(len(data))]
+
+
+# ------------------------------------------------------------------------------------
+# Sample data and streams
+# ------------------------------------------------------------------------------------
+
+# An implicit VR LE data set: (0010,0010) PN "SYNTHETIC^CANARY", (0010,0020) LO
+# "CANARY-ID1", (7FE0,0010) 600 bytes of pixel data free of PDU start patterns.
+DATA_SET = (
+    struct.pack("<HHI", 0x0010, 0x0010, 16)
+    + v.CANARY
+    + struct.pack("<HHI", 0x0010, 0x0020, 10)
+    + b"CANARY-ID1"
+    + struct.pack("<HHI", 0x7FE0, 0x0010, 600)
+    + bytes((i * 7 + 0x41) & 0x7F | 0x20 for i in range(600))
+)
+
+# The real DCMTK C-ECHO association: RQ, AC, P-DATA in two TCP segments each, release.
+ECHO_STREAM: list[Segment] = [
+    (ORIGIN, v.RQ_ECHO),
+    (PEER, v.AC_ECHO),
+    (ORIGIN, v.PDATA_ECHO_RQ_SEG1),
+    (ORIGIN, v.PDATA_ECHO_RQ_SEG2),
+    (PEER, v.PDATA_ECHO_RSP_SEG1),
+    (PEER, v.PDATA_ECHO_RSP_SEG2),
+    (ORIGIN, v.RELEASE_RQ),
+    (PEER, v.RELEASE_RP),
+]
+
+# A C-STORE whose data set spans three PDVs in two PDUs, on pynetdicom's association.
+STORE_PDU_COMMAND = pdata(pdv(1, COMMAND_LAST, v.C_STORE_RQ))
+STORE_PDU_DATA_1 = pdata(pdv(1, DATA, DATA_SET[:100]), pdv(1, DATA, DATA_SET[100:300]))
+STORE_PDU_DATA_2 = pdata(pdv(1, DATA_LAST, DATA_SET[300:]))
+STORE_PDU_RSP = pdata(pdv(1, COMMAND_LAST, v.C_STORE_RSP))
+STORE_STREAM: list[Segment] = [
+    (ORIGIN, v.RQ_STORE),
+    (PEER, v.AC_STORE),
+    (ORIGIN, STORE_PDU_COMMAND),
+    (ORIGIN, STORE_PDU_DATA_1),
+    (ORIGIN, STORE_PDU_DATA_2),
+    (PEER, STORE_PDU_RSP),
+    (ORIGIN, v.RELEASE_RQ),
+    (PEER, v.RELEASE_RP),
+]
+
+# DCMTK's RQ answered by an RJ (1/1/7: called AE title not recognized).
+REJECTED_STREAM: list[Segment] = [(ORIGIN, v.RQ_ECHO), (PEER, v.RJ_CALLED_AE)]
+
+# The C-ECHO association aborted by the acceptor (provider, unexpected PDU) after the RSP.
+ABORTED_STREAM: list[Segment] = [
+    (ORIGIN, v.RQ_ECHO),
+    (PEER, v.AC_ECHO),
+    (ORIGIN, v.PDATA_ECHO_RQ),
+    (PEER, v.PDATA_ECHO_RSP),
+    (ORIGIN, v.ABORT_USER),
+]
+
+STREAMS: dict[str, list[Segment]] = {
+    "echo": ECHO_STREAM,
+    "store": STORE_STREAM,
+    "rejected": REJECTED_STREAM,
+    "aborted": ABORTED_STREAM,
+}
