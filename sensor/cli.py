@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
 
@@ -28,33 +30,47 @@ def _cmd_dissectors(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress_bar(enabled: bool, total: int) -> tuple[object | None, object]:
-    """A tqdm bar over bytes read when stderr is a terminal; else nothing."""
-    if not enabled or total <= 0 or not sys.stderr.isatty():
-        return None, None
-    from tqdm import tqdm
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """What ``read`` writes and how it behaves."""
 
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", leave=False, file=sys.stderr)
-    return bar, bar
+    associations: str | None = None
+    events: str | None = None
+    metrics: str | None = None
+    inventory: str | None = None
+    inventory_csv: str | None = None
+    config: str | None = None
+    progress: bool = True
+    summary: bool = True
 
 
-def run_read(
-    paths: Sequence[str],
-    associations: str | None,
-    events: str | None,
-    metrics: str | None,
-    progress: bool = True,
-    summary: bool = True,
-) -> int:
+def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
+    """Write a whole output atomically (``-`` is standard output)."""
+    if path == "-":
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
+def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     """Read captures and write the requested outputs; the exit code."""
     from dissectors.registry import load_dissectors
 
     from .capture import CaptureError, OfflineCapture
+    from .config import ConfigError, default_config, load_config
     from .jsonl import JsonLines
     from .pipeline import Pipeline
     from .summary import write_summary
 
-    if paths.count("-") > 1:
+    try:
+        config = load_config(opts.config) if opts.config else default_config()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if list(paths).count("-") > 1:
         return _fail("standard input ('-') can be given only once")
     try:
         captures = [OfflineCapture(path) for path in paths]
@@ -62,78 +78,102 @@ def run_read(
         return _fail(str(exc))
     sinks: dict[str, JsonLines] = {}
     try:
-        if associations:
-            sinks["associations"] = JsonLines(associations)
-        if events:
-            sinks["events"] = JsonLines(events)
-        if metrics and metrics != "-":
-            Path(metrics).touch()
+        if opts.associations:
+            sinks["associations"] = JsonLines(opts.associations)
+        if opts.events:
+            sinks["events"] = JsonLines(opts.events)
+        for path in (opts.metrics, opts.inventory, opts.inventory_csv):
+            if path and path != "-":
+                Path(path).touch()
     except OSError as exc:
         for sink in sinks.values():
             sink.close()
         return _fail(f"cannot write output: {exc.strerror}: {exc.filename}")
     pipeline = Pipeline(
-        load_dissectors(), associations=sinks.get("associations"), events=sinks.get("events")
+        load_dissectors(),
+        associations=sinks.get("associations"),
+        events=sinks.get("events"),
+        policy_config=config,
     )
+    if pipeline.policy.baseline.load_error:
+        print(f"dicom-sensor: {pipeline.policy.baseline.load_error}", file=sys.stderr)
     started = time.monotonic()
-    total = sum(3 * c.size for c in captures)
-    bar, _ = _progress_bar(progress, total)
-    done = 0
+    bar = None
+    if opts.progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        total = sum(2 * c.size for c in captures)
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", leave=False)
+    failure = None
     try:
         for capture in captures:
-            last = 0
+            done = [0]
 
-            def advance(position: int) -> None:
-                nonlocal last
-                if bar is not None and position >= last:
-                    bar.update(position - last)  # type: ignore[attr-defined]
-                    last = position
-                elif bar is not None:
-                    last = position
+            def advance(position: int, done: list[int] = done) -> None:
+                if bar is not None and position > done[0]:
+                    bar.update(position - done[0])
+                done[0] = position if position > done[0] else 0
 
             try:
                 pipeline.read(capture, advance if bar is not None else None)
             except CaptureError as exc:
-                return _fail(str(exc))
-            done += capture.size
-        pipeline.finish()
+                failure = str(exc)
+                break
     except KeyboardInterrupt:
-        pipeline.finish()
-        print("dicom-sensor: interrupted; open associations flushed", file=sys.stderr)
+        print("dicom-sensor: interrupted; flushing open associations", file=sys.stderr)
     finally:
+        pipeline.finish()
         if bar is not None:
-            bar.close()  # type: ignore[attr-defined]
+            bar.close()
         for sink in sinks.values():
             sink.close()
+    if failure is not None:
+        return _fail(failure)
     elapsed = time.monotonic() - started
-    if metrics:
+    if opts.metrics:
         from .metrics import exposition
 
-        text = exposition(pipeline)
-        if metrics == "-":
-            sys.stdout.buffer.write(text)
-            sys.stdout.flush()
-        else:
-            tmp = f"{metrics}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(text)
-            os.replace(tmp, metrics)
-    if summary:
-        outputs = {k: v for k, v in (("associations", associations), ("events", events),
-                                     ("metrics", metrics)) if v}  # fmt: skip
-        write_summary(pipeline, elapsed, sys.stderr, outputs)
+        text = exposition(pipeline).decode()
+        _write_file(opts.metrics, lambda fh: fh.write(text))
+    if opts.inventory:
+        _write_file(opts.inventory, pipeline.policy.inventory.write_json)
+    if opts.inventory_csv:
+        _write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+    if opts.summary:
+        outputs = {
+            "associations": opts.associations,
+            "events": opts.events,
+            "metrics": opts.metrics,
+            "inventory": opts.inventory,
+            "inventory (CSV)": opts.inventory_csv,
+        }
+        write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
     return EXIT_OK
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
-    return run_read(
-        args.files,
-        args.associations,
-        args.events,
-        args.metrics,
+    opts = ReadOptions(
+        associations=args.associations,
+        events=args.events,
+        metrics=args.metrics,
+        inventory=args.inventory,
+        inventory_csv=args.inventory_csv,
+        config=args.config,
         progress=not args.no_progress,
         summary=not args.quiet,
     )
+    return run_read(args.files, opts)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, default_config, describe, load_config
+
+    try:
+        config = load_config(args.file) if args.file else default_config()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print("\n".join(describe(config)))
+    return EXIT_OK
 
 
 def bundled_captures() -> list[Path]:
@@ -153,13 +193,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "with the embedded default config",
         file=sys.stderr,
     )
-    return run_read(
-        [str(p) for p in captures],
-        str(out / "associations.jsonl"),
-        str(out / "events.jsonl"),
-        str(out / "metrics.prom"),
+    opts = ReadOptions(
+        associations=str(out / "associations.jsonl"),
+        events=str(out / "events.jsonl"),
+        metrics=str(out / "metrics.prom"),
+        inventory=str(out / "inventory.json"),
+        inventory_csv=str(out / "inventory.csv"),
         progress=False,
     )
+    return run_read([str(p) for p in captures], opts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,9 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics", metavar="PATH", help="Prometheus text exposition written at the end"
     )
+    p.add_argument("--inventory", metavar="PATH", help="DICOM nodes seen, as JSON")
+    p.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes seen, as CSV")
+    p.add_argument("-c", "--config", metavar="FILE", help="zone and rule config (YAML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_cmd_read)
+
+    p = sub.add_parser("check-config", help="validate a config file and print its zone table")
+    p.add_argument("file", nargs="?", help="the YAML config (default: the embedded default)")
+    p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("dissectors", help="list the installed protocol dissectors")
     p.set_defaults(func=_cmd_dissectors)

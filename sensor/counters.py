@@ -16,6 +16,7 @@ class SensorCounters:
     dimse: Counter[tuple[str, str]] = field(default_factory=Counter)  # (command, status class)
     pdata_bytes: Counter[str] = field(default_factory=Counter)  # direction
     anomalies: Counter[str] = field(default_factory=Counter)  # reason
+    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule id, severity)
     active_associations: int = 0
     last_packet_ts: float = 0.0
     captures_cut_off: int = 0

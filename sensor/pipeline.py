@@ -19,11 +19,15 @@ from dissectors.dicom.events import (
 
 from .bpf import ALL_TCP, HEADS_FILTER, Term, flows_filter
 from .capture import OfflineCapture, ReadResult
+from .config import Config, default_config
 from .counters import SensorCounters
 from .decode import Segment, decoder_for
 from .events import anomaly_event
 from .flows import EngineConfig, FlowEngine, FlowInfo
 from .jsonl import JsonLines
+from .policy.alerts import AlertFolder
+from .policy.engine import PolicyEngine
+from .policy.findings import Finding
 from .record import build_record
 
 Progress = Callable[[int], None]
@@ -55,8 +59,16 @@ class Pipeline:
         config: ReadConfig | None = None,
         associations: JsonLines | None = None,
         events: JsonLines | None = None,
+        policy_config: Config | None = None,
     ) -> None:
         self.config = config if config is not None else ReadConfig()
+        self.policy_config = policy_config if policy_config is not None else default_config()
+        self.policy = PolicyEngine(self.policy_config)
+        self.folder = AlertFolder(self.policy_config.fold_window)
+        self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
+        if events is not None:
+            self.alert_sinks.append(events.write)
+        self._next_expire = 0.0
         self.dissectors = tuple(dissectors)
         self.counters = SensorCounters()
         self.engine = FlowEngine(
@@ -146,18 +158,36 @@ class Pipeline:
                 stats.packets += 1
                 stats.drop(seg)
             advance(ts)
+            if ts >= self._next_expire:
+                self._next_expire = ts + 1.0
+                self._alerts(self.folder.expire(ts))
         self.last_ts = max(self.last_ts, ts)
         self.counters.last_packet_ts = self.last_ts
 
     def finish(self) -> None:
-        """End of input: close every open association as capture-ended."""
+        """End of input: close every open association as capture-ended, flush folded alerts."""
         self.engine.finish(self.last_ts)
+        self._alerts(self.folder.flush())
+        self.policy.baseline.save()
+
+    def _alerts(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            for sink in self.alert_sinks:
+                sink(event)
+
+    def _finding(self, finding: Finding) -> None:
+        """Count a finding (every repeat counts) and write what the folder lets out."""
+        self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
+        self._alerts(self.folder.offer(finding))
 
     # -- sinks ----------------------------------------------------------------------
 
     def _on_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         counters = self.counters
         cls = event.__class__
+        if isinstance(session, DicomSession):
+            for finding in self.policy.on_event(info, session, event):
+                self._finding(finding)
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -174,6 +204,8 @@ class Pipeline:
         self.sessions_closed += 1
         if not isinstance(session, DicomSession):
             return
+        for finding in self.policy.on_close(info, session):
+            self._finding(finding)
         record = build_record(info, session)
         dicom = record["dicom"]
         self.counters.associations[

@@ -52,6 +52,16 @@ def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict
     if dimse:
         print(f"DIMSE: {_counts(dimse)}", file=out)
     print(f"anomalies: {_counts(c.anomalies)}", file=out)
+    alerts: Counter[str] = Counter()
+    for (rule, severity), n in c.alerts.items():
+        alerts[f"{rule} [{severity}]"] += n
+    print(f"alerts: {_counts(alerts)}", file=out)
+    nodes = pipeline.policy.inventory.nodes
+    if nodes:
+        print(f"DICOM nodes seen: {len(nodes)}", file=out)
+    print(f"config: {pipeline.policy_config.source}", file=out)
+    for note in pipeline.policy_config.notes:
+        print(f"note: {note}", file=out)
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)

@@ -1,0 +1,1 @@
+"""Network-zone policy: zones, rules, alert folding, learned baseline and inventory."""

@@ -1,0 +1,107 @@
+"""The learned baseline of DICOM nodes, AE titles and ports, kept across restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+MAX_NODES = 100_000
+MAX_PER_NODE = 256
+
+
+class Novelty(StrEnum):
+    """What the baseline had not seen."""
+
+    NODE = "new-node"
+    AE_TITLE = "new-ae-title"
+    PORT = "new-port"
+
+
+@dataclass(slots=True)
+class _Node:
+    ae_titles: set[str] = field(default_factory=set)
+    ports: set[int] = field(default_factory=set)
+
+
+class Baseline:
+    """Nodes seen during learning are normal; after it, new ones are reported once and learned."""
+
+    def __init__(self, learning_period: float, path: str | None = None) -> None:
+        self.learning_period = learning_period
+        self.path = path
+        self.started: float | None = None
+        self._nodes: dict[str, _Node] = {}
+        self.load_error: str | None = None
+        if path is not None and os.path.exists(path):
+            self._load(path)
+
+    def _load(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            started = data["started"]
+            nodes = data["nodes"]
+            self.started = float(started) if started is not None else None
+            for ip, node in list(nodes.items())[:MAX_NODES]:
+                self._nodes[str(ip)] = _Node(
+                    {str(a) for a in node.get("ae_titles", [])[:MAX_PER_NODE]},
+                    {int(p) for p in node.get("ports", [])[:MAX_PER_NODE]},
+                )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A broken state file must not stop the sensor: learn again, and say so.
+            self._nodes = {}
+            self.started = None
+            self.load_error = f"{path}: unreadable baseline, learning again ({type(exc).__name__})"
+
+    def learning(self, now: float) -> bool:
+        """Whether ``now`` is still within the learning period."""
+        if self.started is None:
+            self.started = now
+        return now < self.started + self.learning_period
+
+    def observe(self, now: float, ip: str, ae_title: str | None, port: int | None) -> list[Novelty]:
+        """Learn what a node showed; after learning, return what was new."""
+        learning = self.learning(now)
+        node = self._nodes.get(ip)
+        found: list[Novelty] = []
+        if node is None:
+            if len(self._nodes) >= MAX_NODES:
+                return []
+            node = self._nodes[ip] = _Node()
+            if not learning:
+                found.append(Novelty.NODE)
+        new_node = bool(found)
+        if ae_title and ae_title not in node.ae_titles and len(node.ae_titles) < MAX_PER_NODE:
+            node.ae_titles.add(ae_title)
+            if not learning and not new_node:
+                found.append(Novelty.AE_TITLE)
+        if port is not None and port not in node.ports and len(node.ports) < MAX_PER_NODE:
+            node.ports.add(port)
+            if not learning and not new_node:
+                found.append(Novelty.PORT)
+        return found
+
+    def knows_ae_title(self, ae_title: str) -> bool:
+        """Whether any node in the baseline used this AE title."""
+        return any(ae_title in node.ae_titles for node in self._nodes.values())
+
+    def save(self) -> None:
+        """Write the state file atomically (no-op without one)."""
+        if self.path is None:
+            return
+        data = {
+            "version": 1,
+            "started": self.started,
+            "nodes": {
+                ip: {"ae_titles": sorted(n.ae_titles), "ports": sorted(n.ports)}
+                for ip, n in self._nodes.items()
+            },
+        }
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)

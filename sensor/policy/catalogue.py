@@ -1,0 +1,91 @@
+"""Every rule the sensor knows: stable id, name, default severity, parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    """Alert severity; ``ecs`` is the number ECS ``event.severity`` carries."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def ecs(self) -> int:
+        """0-100 as Elastic's detection rules use it."""
+        return {"info": 1, "low": 21, "medium": 47, "high": 73, "critical": 99}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A rule's fixed identity and defaults."""
+
+    id: str
+    sid: int  # stable numeric signature id (Suricata EVE, syslog)
+    name: str
+    category: str
+    severity: Severity
+    description: str
+    params: dict[str, float] = field(default_factory=dict)
+
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec("perimeter-inbound", 9400001, "DICOM association from an external network",
+             "perimeter", Severity.HIGH,
+             "A requestor in an external zone was accepted by a DICOM node inside."),
+    RuleSpec("perimeter-inbound-probe", 9400002,
+             "DICOM association attempt from an external network", "perimeter", Severity.MEDIUM,
+             "An external requestor asked for an association that was rejected or unanswered."),
+    RuleSpec("perimeter-outbound", 9400003, "DICOM association to an external network",
+             "perimeter", Severity.HIGH,
+             "A node inside asked a DICOM node in an external zone for an association."),
+    RuleSpec("non-radiology-association", 9400004, "DICOM between two non-radiology zones",
+             "segmentation", Severity.MEDIUM,
+             "Neither side is in a radiology zone: a shadow DICOM node or a misplaced device."),
+    RuleSpec("radiology-boundary", 9400005, "DICOM between radiology and a non-radiology zone",
+             "segmentation", Severity.LOW,
+             "A radiology node and a node outside radiology, on no allow list."),
+    RuleSpec("scanner-probe", 9400006, "DICOM scanner probe (nmap dicom-ping style)",
+             "reconnaissance", Severity.MEDIUM,
+             "Called ANY-SCP, calling ECHOSCU, Verification only: the signature of scanners."),
+    RuleSpec("ae-brute-force", 9400007, "Called AE title brute force",
+             "reconnaissance", Severity.HIGH,
+             "Many associations from one source rejected for an unknown called AE title.",
+             {"threshold": 5, "window": 60}),
+    RuleSpec("association-sweep", 9400008, "DICOM association sweep",
+             "reconnaissance", Severity.HIGH,
+             "One source asked many hosts or ports for DICOM associations.",
+             {"hosts": 10, "ports": 10, "window": 300}),
+    RuleSpec("cleartext-credentials", 9400009, "DICOM user identity sent in clear",
+             "credentials", Severity.MEDIUM,
+             "A passcode or identity token crossed the network without TLS."),
+    RuleSpec("move-unknown-destination", 9400010, "C-MOVE to an unknown destination AE",
+             "exfiltration", Severity.HIGH,
+             "A C-MOVE asked for images to be sent to an AE title no known node uses."),
+    RuleSpec("query-retrieve-untrusted", 9400011, "Query/retrieve from an untrusted zone",
+             "exfiltration", Severity.HIGH,
+             "C-FIND, C-MOVE or C-GET requested by a node outside the internal zones."),
+    RuleSpec("bulk-outbound", 9400012, "Bulk DICOM transfer to an external network",
+             "exfiltration", Severity.HIGH,
+             "More DICOM data than the threshold left for an external zone.",
+             {"bytes_per_association": 100_000_000, "bytes_per_window": 1_000_000_000,
+              "window": 3600}),
+    RuleSpec("new-node", 9400013, "New DICOM node", "inventory", Severity.LOW,
+             "A host not in the learned baseline took part in a DICOM association.",
+             {"learning_period": 86400}),
+    RuleSpec("new-ae-title", 9400014, "New AE title on a known node", "inventory", Severity.LOW,
+             "A known DICOM node used an AE title not in the learned baseline.",
+             {"learning_period": 86400}),
+    RuleSpec("new-port", 9400015, "DICOM on a new port for a known node", "inventory",
+             Severity.LOW, "A known DICOM node accepted DICOM on a port not in the baseline.",
+             {"learning_period": 86400}),
+    RuleSpec("dicom-on-tls-port", 9400016, "Plain DICOM on the DICOM TLS port", "encryption",
+             Severity.MEDIUM, "Unencrypted DICOM on port 2762, reserved for DICOM over TLS."),
+)  # fmt: skip
+
+RULES_BY_ID = {rule.id: rule for rule in RULES}

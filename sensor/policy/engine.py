@@ -1,0 +1,408 @@
+"""The policy: findings from association events, with the detectors' windows and the baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dissectors.base import Direction
+from dissectors.dicom.association import DicomSession
+from dissectors.dicom.constants import VERIFICATION_SOP_CLASS, CommandField
+from dissectors.dicom.events import (
+    AssociationAccepted,
+    AssociationRejected,
+    AssociationRequested,
+    DimseMessage,
+)
+from dissectors.dicom.items import UserInformation
+from dissectors.dicom.vendors import vendor_for
+
+from ..config import Config, RuleConfig
+from ..flows import FlowInfo
+from ..record import endpoints
+from .baseline import Baseline, Novelty
+from .findings import Finding, allowed
+from .inventory import Inventory
+from .view import AssociationView, view_of
+from .windows import WindowCount, WindowDistinct, WindowSum
+from .zones import Trust
+
+TLS_PORT = 2762
+# nmap's dicom scripts present themselves as DCMTK 3.6.2.
+NMAP_VERSION_NAME = "OFFIS_DCMTK_362"
+NMAP_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.2"
+_QUERY_RETRIEVE = {CommandField.C_FIND_RQ, CommandField.C_MOVE_RQ, CommandField.C_GET_RQ}
+_REASON_CALLED_AE = 7
+_SOURCE_SERVICE_USER = 1
+
+
+def _impl(ui: UserInformation | None) -> tuple[str | None, str | None, str | None]:
+    if ui is None:
+        return None, None, None
+    uid = ui.implementation_class_uid
+    return uid, ui.implementation_version_name, vendor_for(uid)
+
+
+class PolicyEngine:
+    """Turns association events into findings; keeps the inventory and the baseline."""
+
+    def __init__(self, config: Config, baseline: Baseline | None = None) -> None:
+        self.config = config
+        self.rules = config.rules
+        learning = self.rules["new-node"].params["learning_period"]
+        self.baseline = baseline if baseline is not None else Baseline(learning, config.state_file)
+        self.inventory = Inventory()
+        brute = self.rules["ae-brute-force"].params
+        sweep = self.rules["association-sweep"].params
+        bulk = self.rules["bulk-outbound"].params
+        self._brute = WindowCount[str](brute["window"])
+        self._sweep_hosts = WindowDistinct[str](sweep["window"])
+        self._sweep_ports = WindowDistinct[str](sweep["window"])
+        self._bulk_window = WindowSum[str](bulk["window"])
+        self._bulk_sent: dict[int, int] = {}  # id(session) -> outbound bytes already counted
+        self._bulk_fired: set[int] = set()
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _rule(self, rule_id: str) -> RuleConfig | None:
+        rule = self.rules[rule_id]
+        if not rule.enabled:
+            return None
+        if rule_id in ("non-radiology-association", "radiology-boundary") and not (
+            self.config.zones.has_radiology
+        ):
+            return None
+        return rule
+
+    def _finding(
+        self,
+        out: list[Finding],
+        rule_id: str,
+        view: AssociationView,
+        ts: float,
+        message: str,
+        sop_class: str | None = None,
+        move_destination: str | None = None,
+        **fields: Any,
+    ) -> None:
+        rule = self._rule(rule_id)
+        if rule is None or allowed(rule, view, sop_class, move_destination):
+            return
+        out.append(Finding(rule, view, ts, message, fields))
+
+    # -- events ---------------------------------------------------------------------
+
+    def on_event(self, info: FlowInfo, session: DicomSession, event: Any) -> list[Finding]:
+        """Findings triggered by one session event, at the moment its PDU was seen."""
+        cls = event.__class__
+        if cls not in (
+            AssociationRequested,
+            AssociationAccepted,
+            AssociationRejected,
+            DimseMessage,
+        ):
+            return []
+        view = view_of(info, session, self.config.zones)
+        out: list[Finding] = []
+        if cls is AssociationRequested:
+            self._requested(view, session, event, out)
+        elif cls is AssociationAccepted:
+            self._accepted(view, session, event, out)
+        elif cls is AssociationRejected:
+            self._rejected(view, event, out)
+        else:
+            self._dimse(view, info, session, event, out)
+        return out
+
+    def on_close(self, info: FlowInfo, session: DicomSession) -> list[Finding]:
+        """Findings that need the association's end: an unanswered inbound attempt."""
+        key = id(session)
+        self._bulk_sent.pop(key, None)
+        self._bulk_fired.discard(key)
+        state = session.state
+        out: list[Finding] = []
+        view = view_of(info, session, self.config.zones)
+        if state.request is not None and state.result == "no-response" and view.inbound:
+            self._finding(
+                out,
+                "perimeter-inbound-probe",
+                view,
+                state.last_ts or info.last_ts,
+                f"External host {view.requestor_ip} asked {view.acceptor_ip}:"
+                f"{view.acceptor_port} for a DICOM association and got no answer",
+                outcome="no-response",
+            )
+        self._check_bulk(view, info, session, state.last_ts or info.last_ts, out)
+        return out
+
+    def _requested(
+        self, v: AssociationView, session: DicomSession, event: Any, out: list[Finding]
+    ) -> None:
+        ts = event.ts
+        rq = event.pdu
+        ui = rq.user_information
+        self.inventory.requestor(v.requestor_ip, v.requestor_zone.name, ts, v.calling_ae, _impl(ui))
+        pair = (
+            f"{v.requestor_ip} ({v.requestor_zone.name}) -> "
+            f"{v.acceptor_ip}:{v.acceptor_port} ({v.acceptor_zone.name})"
+        )
+        if v.outbound:
+            self._finding(
+                out,
+                "perimeter-outbound",
+                v,
+                ts,
+                f"DICOM association requested to an external network: {pair}, "
+                f"calling {v.calling_ae!r}, called {v.called_ae!r}",
+            )
+        if not v.requestor_zone.radiology and not v.acceptor_zone.radiology:
+            if (
+                v.requestor_zone.trust is not Trust.EXTERNAL
+                and v.acceptor_zone.trust is not Trust.EXTERNAL
+            ):
+                self._finding(
+                    out,
+                    "non-radiology-association",
+                    v,
+                    ts,
+                    f"DICOM between two non-radiology zones (possible shadow PACS): {pair}",
+                )
+        elif v.requestor_zone.radiology != v.acceptor_zone.radiology:
+            other = v.acceptor_zone if v.requestor_zone.radiology else v.requestor_zone
+            if other.trust is not Trust.EXTERNAL:
+                self._finding(
+                    out,
+                    "radiology-boundary",
+                    v,
+                    ts,
+                    f"DICOM between radiology and zone {other.name!r}, on no allow list: {pair}",
+                )
+        syntaxes = set(v.abstract_syntaxes)
+        if (
+            v.called_ae == "ANY-SCP"
+            and v.calling_ae == "ECHOSCU"
+            and syntaxes <= {VERIFICATION_SOP_CLASS}
+        ):
+            uid, version, _ = _impl(ui)
+            nmap = version == NMAP_VERSION_NAME or uid == NMAP_CLASS_UID
+            what = (
+                "nmap dicom-ping fingerprint (DCMTK 3.6.2 impersonation)"
+                if nmap
+                else "default echoscu AE titles"
+            )
+            self._finding(
+                out,
+                "scanner-probe",
+                v,
+                ts,
+                f"DICOM scanner probe from {v.requestor_ip}: called ANY-SCP, calling ECHOSCU, "
+                f"Verification only, {what}",
+                scanner={"nmap_fingerprint": nmap},
+            )
+        if ui is not None and ui.user_identity is not None:
+            ident = ui.user_identity
+            if ident.passcode_present or ident.identity_type >= 3:
+                secret = "a passcode" if ident.passcode_present else f"a {ident.type_name} token"
+                self._finding(
+                    out,
+                    "cleartext-credentials",
+                    v,
+                    ts,
+                    f"{v.requestor_ip} sent {secret} to {v.acceptor_ip}:{v.acceptor_port} "
+                    "in a DICOM user identity without TLS",
+                    user_identity={
+                        "type": ident.identity_type,
+                        "type_name": ident.type_name,
+                        "passcode_present": ident.passcode_present,
+                    },
+                )
+        if v.acceptor_port == TLS_PORT:
+            self._finding(
+                out,
+                "dicom-on-tls-port",
+                v,
+                ts,
+                f"Plain DICOM on port {TLS_PORT} (DICOM over TLS): {pair}",
+            )
+        self._sweep(v, ts, out)
+        self._novelty(v.requestor_ip, v.calling_ae, None, v, ts, out)
+
+    def _accepted(
+        self, v: AssociationView, session: DicomSession, event: Any, out: list[Finding]
+    ) -> None:
+        ts = event.ts
+        ac = event.pdu
+        self.inventory.acceptor(
+            v.acceptor_ip,
+            v.acceptor_zone.name,
+            ts,
+            v.acceptor_port,
+            v.called_ae,
+            _impl(ac.user_information),
+        )
+        if v.inbound:
+            self._finding(
+                out,
+                "perimeter-inbound",
+                v,
+                ts,
+                f"External host {v.requestor_ip} ({v.requestor_zone.name}) was accepted by "
+                f"{v.acceptor_ip}:{v.acceptor_port} ({v.acceptor_zone.name}), "
+                f"called AE {v.called_ae!r}",
+                outcome="accepted",
+            )
+        self._novelty(v.acceptor_ip, v.called_ae, v.acceptor_port, v, ts, out)
+
+    def _rejected(self, v: AssociationView, event: Any, out: list[Finding]) -> None:
+        ts = event.ts
+        rj = event.pdu
+        if v.inbound:
+            self._finding(
+                out,
+                "perimeter-inbound-probe",
+                v,
+                ts,
+                f"External host {v.requestor_ip} asked {v.acceptor_ip}:{v.acceptor_port} "
+                f"for a DICOM association and was rejected ({rj.reason_name})",
+                outcome="rejected",
+            )
+        if rj.source == _SOURCE_SERVICE_USER and rj.reason == _REASON_CALLED_AE:
+            rule = self.rules["ae-brute-force"]
+            count = self._brute.add(v.requestor_ip, ts)
+            if count >= rule.params["threshold"]:
+                self._finding(
+                    out,
+                    "ae-brute-force",
+                    v,
+                    ts,
+                    f"{v.requestor_ip} had {count} associations rejected for an unknown "
+                    f"called AE title within {rule.params['window']:g} s "
+                    f"(latest tried: {v.called_ae!r})",
+                    brute_force={"rejections_in_window": count},
+                )
+
+    def _dimse(
+        self,
+        v: AssociationView,
+        info: FlowInfo,
+        session: DicomSession,
+        event: DimseMessage,
+        out: list[Finding],
+    ) -> None:
+        command = event.command
+        ts = event.ts
+        _, _, requestor = endpoints(info, session.state)
+        sender_ip = v.requestor_ip if event.direction == requestor else v.acceptor_ip
+        self.inventory.sop_class(sender_ip, command.sop_class_uid)
+        field_ = command.command_field
+        if field_ in _QUERY_RETRIEVE and event.direction == requestor:
+            if v.requestor_zone.trust is not Trust.INTERNAL:
+                self._finding(
+                    out,
+                    "query-retrieve-untrusted",
+                    v,
+                    ts,
+                    f"{command.name} from {v.requestor_ip} in {v.requestor_zone.trust.value} "
+                    f"zone {v.requestor_zone.name!r} to {v.acceptor_ip}:{v.acceptor_port}",
+                    sop_class=command.sop_class_uid,
+                    command=command.name,
+                )
+            dest = command.move_destination
+            if field_ == CommandField.C_MOVE_RQ and dest:
+                known = (
+                    dest == v.calling_ae
+                    or self.inventory.knows_ae_title(dest)
+                    or self.baseline.knows_ae_title(dest)
+                )
+                if not known:
+                    self._finding(
+                        out,
+                        "move-unknown-destination",
+                        v,
+                        ts,
+                        f"C-MOVE from {v.requestor_ip} asks {v.acceptor_ip} to send images "
+                        f"to {dest!r}, an AE title no known node uses",
+                        sop_class=command.sop_class_uid,
+                        move_destination=dest,
+                        move={"destination": dest},
+                    )
+        self._check_bulk(v, info, session, ts, out)
+
+    # -- stateful detectors ---------------------------------------------------------
+
+    def _sweep(self, v: AssociationView, ts: float, out: list[Finding]) -> None:
+        rule = self.rules["association-sweep"]
+        hosts = self._sweep_hosts.add(v.requestor_ip, v.acceptor_ip, ts)
+        ports = self._sweep_ports.add(v.requestor_ip, (v.acceptor_ip, v.acceptor_port), ts)
+        if hosts >= rule.params["hosts"] or ports >= rule.params["ports"]:
+            self._finding(
+                out,
+                "association-sweep",
+                v,
+                ts,
+                f"{v.requestor_ip} asked {hosts} hosts / {ports} host:port pairs for DICOM "
+                f"associations within {rule.params['window']:g} s",
+                sweep={"hosts": hosts, "endpoints": ports},
+            )
+
+    def _novelty(
+        self,
+        ip: str,
+        ae: str | None,
+        port: int | None,
+        v: AssociationView,
+        ts: float,
+        out: list[Finding],
+    ) -> None:
+        for novelty in self.baseline.observe(ts, ip, ae, port):
+            if novelty is Novelty.NODE:
+                message = f"New DICOM node {ip} (AE title {ae!r}) after the learning period"
+            elif novelty is Novelty.AE_TITLE:
+                message = f"Known DICOM node {ip} used a new AE title {ae!r}"
+            else:
+                message = f"Known DICOM node {ip} accepted DICOM on a new port {port}"
+            self._finding(out, novelty.value, v, ts, message, node={"ip": ip})
+
+    def _check_bulk(
+        self,
+        v: AssociationView,
+        info: FlowInfo,
+        session: DicomSession,
+        ts: float,
+        out: list[Finding],
+    ) -> None:
+        """Bytes the inside side sent towards an external zone, per association and per window."""
+        if v.requestor_zone.trust is Trust.EXTERNAL and v.acceptor_zone.trust is Trust.EXTERNAL:
+            return
+        if v.outbound:
+            inside_ip, outside_ip = v.requestor_ip, v.acceptor_ip
+            inside_dir = endpoints(info, session.state)[2]
+        elif v.inbound:
+            inside_ip, outside_ip = v.acceptor_ip, v.requestor_ip
+            inside_dir = endpoints(info, session.state)[2].other
+        else:
+            return
+        sent = session.state.counters[inside_dir].pdata_bytes
+        key = id(session)
+        delta = sent - self._bulk_sent.get(key, 0)
+        if delta <= 0:
+            return
+        self._bulk_sent[key] = sent
+        rule = self.rules["bulk-outbound"]
+        window_total = self._bulk_window.add(inside_ip, delta, ts)
+        per_assoc = rule.params["bytes_per_association"]
+        per_window = rule.params["bytes_per_window"]
+        if (sent >= per_assoc and key not in self._bulk_fired) or window_total >= per_window:
+            self._bulk_fired.add(key)
+            self._finding(
+                out,
+                "bulk-outbound",
+                v,
+                ts,
+                f"{inside_ip} sent {sent:,} bytes of DICOM to external {outside_ip} on this "
+                f"association, {window_total:,} within {rule.params['window']:g} s",
+                bulk={"association_bytes": sent, "window_bytes": window_total},
+            )
+
+    def direction_of(self, info: FlowInfo, session: DicomSession) -> Direction:
+        """The requestor's direction (exposed for tests)."""
+        return endpoints(info, session.state)[2]

@@ -1,0 +1,160 @@
+"""Every DICOM node seen: how a hospital finds its shadow DICOM servers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ..timefmt import iso
+
+MAX_NODES = 100_000
+MAX_ITEMS = 256
+
+
+@dataclass(slots=True)
+class Node:
+    """One host that spoke DICOM."""
+
+    ip: str
+    zone: str
+    first_seen: float
+    last_seen: float
+    ports: set[int] = field(default_factory=set)  # where it accepted associations
+    scp_ae_titles: set[str] = field(default_factory=set)  # called AE titles it answered to
+    scu_ae_titles: set[str] = field(default_factory=set)  # calling AE titles it used
+    implementation_class_uids: set[str] = field(default_factory=set)
+    implementation_version_names: set[str] = field(default_factory=set)
+    vendors: set[str] = field(default_factory=set)
+    sop_classes: set[str] = field(default_factory=set)
+    associations_as_scu: int = 0
+    associations_as_scp: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The node as JSON-ready data."""
+        roles = [
+            r
+            for r, n in (("SCU", self.associations_as_scu), ("SCP", self.associations_as_scp))
+            if n
+        ]
+        return {
+            "ip": self.ip,
+            "zone": self.zone,
+            "roles": roles,
+            "ports": sorted(self.ports),
+            "ae_titles": {"scp": sorted(self.scp_ae_titles), "scu": sorted(self.scu_ae_titles)},
+            "implementation": {
+                "class_uids": sorted(self.implementation_class_uids),
+                "version_names": sorted(self.implementation_version_names),
+                "vendors": sorted(self.vendors),
+            },
+            "sop_classes": sorted(self.sop_classes),
+            "associations": {
+                "as_scu": self.associations_as_scu,
+                "as_scp": self.associations_as_scp,
+            },
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+        }
+
+
+def _add(items: set[Any], value: Any) -> None:
+    if value is not None and value != "" and len(items) < MAX_ITEMS:
+        items.add(value)
+
+
+class Inventory:
+    """DICOM nodes by IP address, bounded."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.overflow = 0
+
+    def node(self, ip: str, zone: str, ts: float) -> Node | None:
+        """The node for ``ip``, created on first sight (None when the inventory is full)."""
+        node = self.nodes.get(ip)
+        if node is None:
+            if len(self.nodes) >= MAX_NODES:
+                self.overflow += 1
+                return None
+            node = self.nodes[ip] = Node(ip, zone, ts, ts)
+        node.first_seen = min(node.first_seen, ts)
+        node.last_seen = max(node.last_seen, ts)
+        return node
+
+    def knows_ae_title(self, ae_title: str) -> bool:
+        """Whether any node used this AE title, as caller or as called."""
+        return any(
+            ae_title in n.scp_ae_titles or ae_title in n.scu_ae_titles for n in self.nodes.values()
+        )
+
+    def requestor(
+        self,
+        ip: str,
+        zone: str,
+        ts: float,
+        ae: str | None,
+        impl: tuple[str | None, str | None, str | None],
+    ) -> None:
+        """Note a requestor (SCU side) of an association."""
+        node = self.node(ip, zone, ts)
+        if node is None:
+            return
+        node.associations_as_scu += 1
+        _add(node.scu_ae_titles, ae)
+        self._implementation(node, impl)
+
+    def acceptor(
+        self,
+        ip: str,
+        zone: str,
+        ts: float,
+        port: int,
+        ae: str | None,
+        impl: tuple[str | None, str | None, str | None],
+    ) -> None:
+        """Note an acceptor (SCP side) that answered an association."""
+        node = self.node(ip, zone, ts)
+        if node is None:
+            return
+        node.associations_as_scp += 1
+        _add(node.ports, port)
+        _add(node.scp_ae_titles, ae)
+        self._implementation(node, impl)
+
+    def sop_class(self, ip: str, sop_class: str | None) -> None:
+        """A SOP class a node used in a DIMSE message."""
+        node = self.nodes.get(ip)
+        if node is not None:
+            _add(node.sop_classes, sop_class)
+
+    @staticmethod
+    def _implementation(node: Node, impl: tuple[str | None, str | None, str | None]) -> None:
+        uid, version, vendor = impl
+        _add(node.implementation_class_uids, uid)
+        _add(node.implementation_version_names, version)
+        _add(node.vendors, vendor)
+
+    def write_json(self, fh: TextIO) -> None:
+        """All nodes as one JSON document (a list, sorted by address)."""
+        json.dump([n.as_dict() for _, n in sorted(self.nodes.items())], fh, indent=1)
+        fh.write("\n")
+
+    def write_csv(self, fh: TextIO) -> None:
+        """All nodes as CSV, one row per node, multi-valued fields joined with spaces."""
+        writer = csv.writer(fh)
+        writer.writerow(["ip", "zone", "roles", "ports", "scp_ae_titles", "scu_ae_titles",
+                         "implementation_class_uids", "implementation_version_names", "vendors",
+                         "sop_classes", "associations_as_scu", "associations_as_scp",
+                         "first_seen", "last_seen"])  # fmt: skip
+        for _, n in sorted(self.nodes.items()):
+            d = n.as_dict()
+            writer.writerow([
+                n.ip, n.zone, " ".join(d["roles"]), " ".join(map(str, d["ports"])),
+                " ".join(d["ae_titles"]["scp"]), " ".join(d["ae_titles"]["scu"]),
+                " ".join(d["implementation"]["class_uids"]),
+                " ".join(d["implementation"]["version_names"]),
+                ";".join(d["implementation"]["vendors"]), " ".join(d["sop_classes"]),
+                n.associations_as_scu, n.associations_as_scp, d["first_seen"], d["last_seen"],
+            ])  # fmt: skip
