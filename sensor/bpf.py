@@ -35,9 +35,6 @@ def _heads(payload: str, length: str) -> str:
 HEADS = f"((ip and tcp and {_heads(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {_heads(_P6, _L6)}))"
 
 
-ALL_TCP = "tcp or (vlan and (tcp or (vlan and tcp)))"
-
-
 @dataclass(frozen=True, slots=True)
 class Term:
     """Traffic to admit: one endpoint (a DICOM service), or one connection when both are set."""
@@ -60,12 +57,22 @@ def _vlan_wrapped(inner: str) -> str:
     return f"({inner}) or (vlan and (({inner}) or (vlan and ({inner}))))"
 
 
-HEADS_FILTER = _vlan_wrapped(HEADS)
+ETHERNET = 1  # only Ethernet frames carry 802.1Q tags libpcap can step over
+
+
+def heads_filter(linktype: int) -> str:
+    """The first-pass filter for a capture of this link type."""
+    return _vlan_wrapped(HEADS) if linktype == ETHERNET else HEADS
+
+
+def all_tcp_filter(linktype: int) -> str:
+    """Every TCP segment, tagged or not, for one-pass reading."""
+    return _vlan_wrapped("tcp") if linktype == ETHERNET else "tcp"
 
 
 def flows_filter(terms: set[Term], tagged: bool, max_terms: int) -> str:
     """Admit only ``terms``; past ``max_terms`` all TCP (libpcap compiles in quadratic time)."""
     if len(terms) > max_terms:
-        return ALL_TCP if tagged else "tcp"
+        return _vlan_wrapped("tcp") if tagged else "tcp"
     inner = "tcp and (" + " or ".join(sorted(t.expression() for t in terms)) + ")"
     return _vlan_wrapped(inner) if tagged else inner

@@ -114,8 +114,23 @@ class OfflineCapture:
         try:
             stats = reader.loop_filtered(-1, _never, 0)
         except pcapy.PcapError:
-            return 0
+            # A file cut mid-packet: libpcap stops with an error and the C count is lost,
+            # so count again up to the cut (rare, and only that file pays for it).
+            return self._count_slowly()
         return int(stats[0]) + int(stats[1])
+
+    def _count_slowly(self) -> int:
+        reader = pcapy.open_offline(self.path)
+        count = 0
+        while True:
+            try:
+                header, _ = reader.next()
+            except pcapy.PcapError:
+                break
+            if header is None:
+                break
+            count += 1
+        return count
 
 
 def _never(*_: object) -> None:

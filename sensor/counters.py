@@ -11,12 +11,16 @@ class SensorCounters:
     """What the sensor has seen; label values only from closed sets."""
 
     packets: int = 0  # every packet in the capture, counted by libpcap
-    association_requests: int = 0
-    associations: Counter[tuple[str, str]] = field(default_factory=Counter)  # (result, end)
+    # (requestor zone, acceptor zone)
+    association_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (result, end, requestor zone, acceptor zone)
+    associations: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     dimse: Counter[tuple[str, str]] = field(default_factory=Counter)  # (command, status class)
-    pdata_bytes: Counter[str] = field(default_factory=Counter)  # direction
+    # (requestor zone, acceptor zone, sent by requestor|acceptor)
+    pdata_bytes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)  # reason
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule id, severity)
     active_associations: int = 0
     last_packet_ts: float = 0.0
     captures_cut_off: int = 0
+    capture_file_bytes: int = 0

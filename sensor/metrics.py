@@ -1,164 +1,241 @@
-"""Prometheus metrics built at scrape time from the sensor's counters (no per-packet cost)."""
+"""Prometheus metrics built at scrape time from the sensor's counters (no per-packet cost).
+
+Label values come only from closed sets (results, ends, commands, status classes, reasons,
+rule ids, severities) and from the zone names of the config, so cardinality is bounded
+whatever the traffic. Every known label set is exported from the start, at zero.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import product
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from dissectors.base import CloseReason
 from dissectors.dicom.constants import COMMAND_NAMES, StatusClass
 from dissectors.dicom.errors import Reason
 
 from . import __version__
 from .decode import DropReason
+from .flows import EngineAnomaly
 from .pipeline import Pipeline
+from .policy.catalogue import RULES
 
 RESULTS = ("accepted", "rejected", "no-response")
-ENDS = ("released", "aborted", "connection-closed", "timeout", "capture-ended", "evicted")
+ENDS = ("released", "aborted", *(r.value for r in CloseReason))
 STATUS_CLASSES = (*(c.label for c in StatusClass), "none")
 DIRECTIONS = ("requestor", "acceptor")
+ANOMALY_REASONS = (*(r.value for r in Reason), *(a.value for a in EngineAnomaly))
+
+Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily
+
+
+def _counter(
+    name: str,
+    doc: str,
+    labels: tuple[str, ...],
+    known: Iterable[tuple[str, ...]],
+    values: Mapping[Any, int | float],
+) -> CounterMetricFamily:
+    """A counter family with every known label set (zero unless counted) plus any others seen."""
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    seen = set()
+    for key in known:
+        seen.add(key)
+        family.add_metric(list(key), values.get(key if len(key) > 1 else key[0], 0))
+    for key, value in values.items():
+        tup = key if isinstance(key, tuple) else (key,)
+        if tup not in seen:
+            family.add_metric([str(k) for k in tup], value)
+    return family
+
+
+def _single(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, doc: str, value: float
+) -> CounterMetricFamily | GaugeMetricFamily:
+    family = kind(name, doc)
+    family.add_metric([], value)
+    return family
 
 
 class SensorCollector(Collector):
-    """Reads a pipeline's counters when scraped; every known label set starts at zero."""
+    """Reads a pipeline's counters when scraped."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> None:
         self.pipeline = pipeline
+        self.capture_drops = drops  # live capture: {"kernel": n, "interface": n}
 
-    def collect(self) -> Iterator[InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Family]:
         """Build every metric family from the current counters."""
         p = self.pipeline
         c = p.counters
         stats = p.engine.stats
+        zone_names = [z.name for z in p.policy_config.zones.zones] + [
+            p.policy_config.zones.default.name
+        ]
+        pairs = list(product(zone_names, zone_names))
 
         info = InfoMetricFamily("dicom_sensor_build", "Version of the running sensor.")
         info.add_metric([], {"version": __version__})
         yield info
 
-        packets = CounterMetricFamily(
-            "dicom_sensor_packets", "Packets in the capture, all protocols."
+        # What the network did.
+        yield _counter(
+            "dicom_association_requests",
+            "A-ASSOCIATE-RQ PDUs seen, by zone pair.",
+            ("source_zone", "destination_zone"),
+            pairs,
+            c.association_requests,
         )
-        packets.add_metric([], c.packets)
-        yield packets
+        yield _counter(
+            "dicom_associations",
+            "Associations ended, by result, end and zone pair.",
+            ("result", "end", "source_zone", "destination_zone"),
+            [(r, e, s, d) for r in RESULTS for e in ENDS for s, d in pairs],
+            c.associations,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "dicom_associations_active",
+            "Associations being followed now.",
+            p.active_associations,
+        )
+        known_dimse = [
+            (name, status)
+            for name in COMMAND_NAMES.values()
+            for status in (STATUS_CLASSES if name.endswith("-RSP") else ("none",))
+        ]
+        yield _counter(
+            "dicom_dimse_messages",
+            "DIMSE messages, by command and status class.",
+            ("command", "status_class"),
+            known_dimse,
+            c.dimse,
+        )
+        yield _counter(
+            "dicom_pdata_bytes",
+            "P-DATA-TF bytes of ended associations, by zone pair and sender.",
+            ("source_zone", "destination_zone", "direction"),
+            [(s, d, x) for s, d in pairs for x in DIRECTIONS],
+            c.pdata_bytes,
+        )
+        yield _counter(
+            "dicom_alerts",
+            "Alert findings (repeats included), by rule and severity.",
+            ("rule", "severity"),
+            [(r.id, p.policy_config.rules[r.id].severity.value) for r in RULES],
+            c.alerts,
+        )
+        yield _counter(
+            "dicom_anomalies",
+            "Malformed or unexpected DICOM input, by reason.",
+            ("reason",),
+            [(r,) for r in ANOMALY_REASONS],
+            {
+                **c.anomalies,
+                "tail-overflow": stats.tail_overflows,
+                "dissector-error": stats.dissector_errors,
+            },
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "dicom_nodes",
+            "DICOM nodes in the inventory.",
+            len(p.policy.inventory.nodes),
+        )
 
-        inspected = CounterMetricFamily(
+        # The sensor's own health.
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_packets",
+            "Packets seen by libpcap, all protocols.",
+            c.packets,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_capture_file_bytes",
+            "Bytes of capture files read (offline).",
+            c.capture_file_bytes,
+        )
+        yield _single(
+            CounterMetricFamily,
             "dicom_sensor_inspected_packets",
             "Packets that passed the BPF prefilter and reached Python.",
+            stats.packets,
         )
-        inspected.add_metric([], stats.packets)
-        yield inspected
-
-        payload = CounterMetricFamily(
-            "dicom_sensor_inspected_payload_bytes", "TCP payload bytes of the inspected packets."
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_inspected_payload_bytes",
+            "TCP payload bytes of the inspected packets.",
+            stats.payload_bytes,
         )
-        payload.add_metric([], stats.payload_bytes)
-        yield payload
-
-        drops = CounterMetricFamily(
-            "dicom_sensor_decode_drops", "Inspected frames that yielded no TCP segment, by reason.",
-            labels=["reason"],
-        )  # fmt: skip
-        for drop in DropReason:
-            drops.add_metric([drop.value], stats.dropped.get(drop, 0))
-        yield drops
-
-        flows = CounterMetricFamily("dicom_sensor_flows", "TCP flows tracked.")
-        flows.add_metric([], stats.flows_created)
-        yield flows
-
-        active = GaugeMetricFamily("dicom_sensor_flows_active", "TCP flows in the flow table now.")
-        active.add_metric([], stats.flows_active)
-        yield active
-
-        closed = CounterMetricFamily(
+        drops = {"kernel": 0, "interface": 0}
+        if self.capture_drops is not None:
+            drops.update(self.capture_drops)
+        yield _counter(
+            "dicom_sensor_capture_dropped_packets",
+            "Packets the capture lost (libpcap stats).",
+            ("where",),
+            [("kernel",), ("interface",)],
+            drops,
+        )
+        yield _counter(
+            "dicom_sensor_decode_drops",
+            "Inspected frames that yielded no TCP segment, by reason.",
+            ("reason",),
+            [(d.value,) for d in DropReason],
+            {d.value: n for d, n in stats.dropped.items()},
+        )
+        yield _single(
+            CounterMetricFamily, "dicom_sensor_flows", "TCP flows tracked.", stats.flows_created
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "dicom_sensor_flows_active",
+            "TCP flows in the flow table now.",
+            stats.flows_active,
+        )
+        yield _counter(
             "dicom_sensor_flows_closed",
             "Flows removed from the table, by reason.",
-            labels=["reason"],
+            ("reason",),
+            [(r.value,) for r in CloseReason],
+            {r.value: n for r, n in stats.flows_closed.items()},
         )
-        for label in CloseReasonLabels:
-            closed.add_metric([label], _closed(p, label))
-        yield closed
-
-        gaps = CounterMetricFamily(
-            "dicom_sensor_reassembly_gaps", "Holes in reassembled TCP streams."
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_reassembly_gaps",
+            "Holes in reassembled TCP streams.",
+            stats.stream.gaps,
         )
-        gaps.add_metric([], stats.stream.gaps)
-        yield gaps
-
-        requests = CounterMetricFamily("dicom_association_requests", "A-ASSOCIATE-RQ PDUs seen.")
-        requests.add_metric([], c.association_requests)
-        yield requests
-
-        assoc = CounterMetricFamily(
-            "dicom_associations", "Associations ended, by result and end.", labels=["result", "end"]
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_reassembly_gap_bytes",
+            "Bytes missing in those holes.",
+            stats.stream.gap_bytes,
         )
-        for result in RESULTS:
-            for end in ENDS:
-                assoc.add_metric([result, end], c.associations.get((result, end), 0))
-        yield assoc
-
-        active_assoc = GaugeMetricFamily(
-            "dicom_associations_active", "Associations being followed."
-        )
-        active_assoc.add_metric([], p.active_associations)
-        yield active_assoc
-
-        dimse = CounterMetricFamily(
-            "dicom_dimse_messages", "DIMSE messages, by command and status class.",
-            labels=["command", "status_class"],
-        )  # fmt: skip
-        for name in COMMAND_NAMES.values():
-            classes = STATUS_CLASSES if name.endswith("-RSP") else ("none",)
-            for status in classes:
-                dimse.add_metric([name, status], c.dimse.get((name, status), 0))
-        for (name, status), n in c.dimse.items():
-            if name not in COMMAND_NAMES.values():
-                dimse.add_metric(["unknown", status], n)
-        yield dimse
-
-        pdata = CounterMetricFamily(
-            "dicom_pdata_bytes",
-            "P-DATA-TF bytes of ended associations, by sender.",
-            labels=["direction"],
-        )
-        for direction in DIRECTIONS:
-            pdata.add_metric([direction], c.pdata_bytes.get(direction, 0))
-        yield pdata
-
-        anomalies = CounterMetricFamily(
-            "dicom_anomalies", "Malformed or unexpected DICOM input, by reason.", labels=["reason"]
-        )
-        for reason in Reason:
-            anomalies.add_metric([reason.value], c.anomalies.get(reason.value, 0))
-        yield anomalies
-
-        last = GaugeMetricFamily(
+        yield _single(
+            GaugeMetricFamily,
             "dicom_sensor_last_packet_timestamp_seconds",
             "Capture time of the last packet inspected.",
+            c.last_packet_ts,
         )
-        last.add_metric([], c.last_packet_ts)
-        yield last
 
 
-CloseReasonLabels = ("connection-closed", "timeout", "capture-ended", "evicted")
-
-
-def _closed(p: Pipeline, label: str) -> int:
-    for reason, n in p.engine.stats.flows_closed.items():
-        if reason.value == label:
-            return n
-    return 0
-
-
-def registry_for(pipeline: Pipeline) -> CollectorRegistry:
+def registry_for(pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> CollectorRegistry:
     """A private registry holding only this pipeline's metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SensorCollector(pipeline))
+    registry.register(SensorCollector(pipeline, drops))
     return registry
 
 
 def exposition(pipeline: Pipeline) -> bytes:
     """The Prometheus text exposition of the pipeline's metrics."""
     return generate_latest(registry_for(pipeline))
+
+
+__all__ = ["SensorCollector", "exposition", "registry_for"]

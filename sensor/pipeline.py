@@ -17,7 +17,7 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .bpf import ALL_TCP, HEADS_FILTER, Term, flows_filter
+from .bpf import Term, all_tcp_filter, flows_filter, heads_filter
 from .capture import OfflineCapture, ReadResult
 from .config import Config, default_config
 from .counters import SensorCounters
@@ -28,7 +28,7 @@ from .jsonl import JsonLines
 from .policy.alerts import AlertFolder
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
-from .record import build_record
+from .record import build_record, endpoints
 
 Progress = Callable[[int], None]
 
@@ -93,7 +93,8 @@ class Pipeline:
         decode = decoder_for(capture.linktype)
         if capture.passes_allowed < 2 or not self.config.two_pass:
             result = ReadResult()
-            self._process(capture.packets(ALL_TCP, result, progress), decode)
+            bpf = all_tcp_filter(capture.linktype)
+            self._process(capture.packets(bpf, result, progress), decode)
             self.counters.packets += result.packets
             self._note_cut(capture, result)
             return
@@ -106,6 +107,7 @@ class Pipeline:
             bpf = flows_filter(terms, tagged, self.config.max_filter_terms)
             self._process(capture.packets(bpf, result, progress), decode)
         self.counters.packets += capture.count_packets()
+        self.counters.capture_file_bytes += capture.size
 
     def _note_cut(self, capture: OfflineCapture, result: ReadResult) -> None:
         if result.cut_off is not None:
@@ -123,7 +125,7 @@ class Pipeline:
         terms: set[Term] = set()
         tagged = False
         dissectors = self.dissectors
-        for ts, data, _ in capture.packets(HEADS_FILTER, result, progress):
+        for ts, data, _ in capture.packets(heads_filter(capture.linktype), result, progress):
             seg = decode(ts, data)
             if not isinstance(seg, Segment) or not seg.payload:
                 continue
@@ -192,8 +194,11 @@ class Pipeline:
             command = event.command
             status = command.status_class
             counters.dimse[(command.name, status.label if status is not None else "none")] += 1
-        elif cls is AssociationRequested:
-            counters.association_requests += 1
+        elif cls is AssociationRequested and isinstance(session, DicomSession):
+            (req_ip, _), (acc_ip, _), _ = endpoints(info, session.state)
+            zones = self.policy_config.zones
+            pair = (zones.lookup(req_ip).name, zones.lookup(acc_ip).name)
+            counters.association_requests[pair] += 1
         elif cls is Anomaly or cls is GapDetected:
             reason = event.reason.value if cls is Anomaly else "gap"
             counters.anomalies[reason] += 1
@@ -208,12 +213,14 @@ class Pipeline:
             self._finding(finding)
         record = build_record(info, session)
         dicom = record["dicom"]
-        self.counters.associations[
-            (dicom["association"]["result"], dicom["association"]["end"])
-        ] += 1
+        zones = self.policy_config.zones
+        src_zone = zones.lookup(record["source"]["ip"]).name
+        dst_zone = zones.lookup(record["destination"]["ip"]).name
+        assoc = dicom["association"]
+        self.counters.associations[(assoc["result"], assoc["end"], src_zone, dst_zone)] += 1
         by_dir = dicom["pdata"]["bytes_by_direction"]
-        self.counters.pdata_bytes["requestor"] += by_dir["requestor"]
-        self.counters.pdata_bytes["acceptor"] += by_dir["acceptor"]
+        for side in ("requestor", "acceptor"):
+            self.counters.pdata_bytes[(src_zone, dst_zone, side)] += by_dir[side]
         key = (record["source"]["ip"], record["destination"]["ip"], record["destination"]["port"])
         talker = self.talkers.setdefault(key, Talker())
         talker.associations += 1
@@ -231,6 +238,6 @@ class Pipeline:
     def results(self) -> Counter[str]:
         """Associations by result."""
         out: Counter[str] = Counter()
-        for (result, _), n in self.counters.associations.items():
+        for (result, _, _, _), n in self.counters.associations.items():
             out[result] += n
         return out

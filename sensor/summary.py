@@ -34,7 +34,7 @@ def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict
     )
     results = pipeline.results()
     ends: Counter[str] = Counter()
-    for (_, end), n in c.associations.items():
+    for (_, end, _, _), n in c.associations.items():
         ends[end] += n
     total = sum(results.values())
     print(f"associations: {total} ({_counts(results)}); ended: {_counts(ends)}", file=out)
