@@ -53,7 +53,7 @@ class EngineConfig:
     matched_idle_timeout: float = 300.0
     check_interval: float = 1.0  # advance() looks for idle flows at most this often
     probe_max_bytes: int = 1024
-    probe_max_segments: int = 8
+    probe_max_segments: int = 256  # the byte cap bounds work; tiny segments must not starve it
     midstream_probe_segments: int = 64
     midstream_probe_bytes: int = 256 * 1024
     silent_peer_packets: int = 8  # a silent side's packets after the other side's NO_MATCH
@@ -419,6 +419,14 @@ class FlowEngine:
             side.payload_seen = True
         if seg.truncated_by:
             self.stats.truncated_segments += 1
+        other = flow.sides[1 - idx].reasm
+        if flags & TH_ACK and other.buffered_segments:
+            # The peer has everything below this ACK: a hole under it was lost by the capture.
+            lost = other.acked(seg.ack)
+            if lost:
+                self._route(flow, 1 - idx, lost, ts)
+                if flow.removed or flow.state == _IGNORED:
+                    return
         chunks = side.reasm.add(seg.seq, seg.payload, ts, flags, seg.truncated_by)
         if chunks:
             self._route(flow, idx, chunks, ts)

@@ -75,6 +75,7 @@ class StreamReassembler:
         "_base",
         "_buffered",
         "_fin",
+        "_hole_acked",
         "_max_bytes",
         "_max_segments",
         "_next",
@@ -104,6 +105,7 @@ class StreamReassembler:
         self._runs: dict[int, tuple[bytes, int]] = {}  # offset -> (bytes, missing tail)
         self._buffered = 0
         self._fin: int | None = None  # stream offset the FIN occupies
+        self._hole_acked = -1  # stream offset of a hole one ACK has already covered
         self.started = False
         self.syn_seen = False
         self.fin_reached = False
@@ -162,6 +164,26 @@ class StreamReassembler:
             end = max(start, self._fin)
         if end > start:
             self._take(start, payload, truncated_by, out)
+        self._reach_fin()
+        return out
+
+    def acked(self, ack: int) -> list[Chunk]:
+        """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
+
+        Only acts when data is held past a hole, so an ACK that overtakes its data on a
+        span port does not declare a gap by itself.
+        """
+        if not self._starts or not self.started:
+            return []
+        delta = (ack - self._base - self._next) & _SEQ_MASK
+        if delta == 0 or delta >= _SEQ_HALF:
+            return []
+        # One ACK may overtake its data on a span port; a second one past the hole may not.
+        if self._hole_acked != self._next:
+            self._hole_acked = self._next
+            return []
+        out: list[Chunk] = []
+        self._jump(min(self._next + delta, self._starts[0]), out)
         self._reach_fin()
         return out
 

@@ -617,9 +617,11 @@ def conversations(draw: st.DrawFn) -> tuple[bytes, bytes, list[Segment], list[Se
         bounds = [0, *cuts, len(stream)]
         for a, b in itertools.pairwise(bounds):
             seq = (isn + 1 + a) % 2**32
-            segs.append(Segment(0.0, src[0], dst[0], src[1], dst[1], seq, 0, TH_ACK, stream[a:b]))
+            # No ACK flag: these ack fields mean nothing, and the engine reads real ACKs
+            # as proof of capture loss (see test_two_acks_past_a_hole_declare_it_lost).
+            segs.append(Segment(0.0, src[0], dst[0], src[1], dst[1], seq, 0, 0, stream[a:b]))
         fin = (isn + 1 + len(stream)) % 2**32
-        segs.append(Segment(0.0, src[0], dst[0], src[1], dst[1], fin, 0, TH_FIN | TH_ACK, b""))
+        segs.append(Segment(0.0, src[0], dst[0], src[1], dst[1], fin, 0, TH_FIN, b""))
     syn = Segment(0.0, *CLIENT[:1], SERVER[0], CLIENT[1], SERVER[1], c_isn, 0, TH_SYN, b"")
     synack = Segment(
         0.0, SERVER[0], CLIENT[0], SERVER[1], CLIENT[1], s_isn, 0, TH_SYN | TH_ACK, b""
@@ -654,6 +656,24 @@ def test_any_order_delivers_the_same_bytes(
     assert got.gaps == []
     assert got.closed is CloseReason.CONNECTION_CLOSED
     assert [r for _, _, r in rec.closes] == [CloseReason.CONNECTION_CLOSED]
+
+
+def test_two_acks_past_a_hole_declare_it_lost() -> None:
+    """The receiver acknowledged bytes the capture never saw: a gap now, not at the end."""
+    engine, toy, rec = make()
+    conv = Conversation()
+    run(engine, [*conv.handshake(), conv.seg(C, b"HELLO\n")])
+    lost = conv.seg(C, b"lost line\n")  # never delivered to the engine
+    after = conv.seg(C, b"after\n")
+    acked = (lost.seq + len(lost.payload) + len(after.payload)) % 2**32
+    ack1 = Segment(1.0, *SERVER[:1], CLIENT[0], SERVER[1], CLIENT[1], 1, acked, TH_ACK, b"")
+    run(engine, [after, ack1])
+    # One ACK may have overtaken its data (span ports reorder): nothing declared yet.
+    assert toy.sessions[0].gaps == []
+    ack2 = Segment(1.1, *SERVER[:1], CLIENT[0], SERVER[1], CLIENT[1], 1, acked, TH_ACK, b"")
+    run(engine, [ack2])
+    assert toy.sessions[0].gaps == [(C, len(lost.payload))]
+    assert rec.lines()[-1] == (C, b"after")
 
 
 def test_followed_endpoints_lists_open_sessions() -> None:
