@@ -42,6 +42,10 @@ class ReadOptions:
     config: str | None = None
     progress: bool = True
     summary: bool = True
+    metrics_listen: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    hold: bool = False
 
 
 def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
@@ -95,6 +99,15 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         events=sinks.get("events"),
         policy_config=config,
     )
+    if opts.metrics_listen:
+        from .serve import ListenError, serve_metrics
+
+        try:
+            serve_metrics(pipeline, opts.metrics_listen, opts.tls_cert, opts.tls_key)
+        except ListenError as exc:
+            for sink in sinks.values():
+                sink.close()
+            return _fail(str(exc))
     if pipeline.policy.baseline.load_error:
         print(f"dicom-sensor: {pipeline.policy.baseline.load_error}", file=sys.stderr)
     started = time.monotonic()
@@ -148,7 +161,23 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             "inventory (CSV)": opts.inventory_csv,
         }
         write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
+    if opts.hold and opts.metrics_listen:
+        _hold(opts.metrics_listen)
     return EXIT_OK
+
+
+def _hold(listen: str) -> None:
+    """Keep serving /metrics after the read until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(
+        f"dicom-sensor: serving metrics on http://{listen}/metrics until stopped", file=sys.stderr
+    )
+    stop.wait()
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
@@ -161,6 +190,10 @@ def _cmd_read(args: argparse.Namespace) -> int:
         config=args.config,
         progress=not args.no_progress,
         summary=not args.quiet,
+        metrics_listen=args.metrics_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        hold=args.hold,
     )
     return run_read(args.files, opts)
 
@@ -226,6 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inventory", metavar="PATH", help="DICOM nodes seen, as JSON")
     p.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes seen, as CSV")
     p.add_argument("-c", "--config", metavar="FILE", help="zone and rule config (YAML)")
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics while reading (e.g. 127.0.0.1:9464)",
+    )
+    p.add_argument(
+        "--tls-cert", metavar="FILE", help="serve /metrics over TLS with this certificate"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="with --metrics-listen: keep serving after the read until SIGTERM/SIGINT",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_cmd_read)
