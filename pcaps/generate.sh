@@ -1260,3 +1260,6 @@ for c in "${CASES[@]}"; do
 done
 log "done"
 du -a "$HERE" | sort -k2
+
+# derived edge-case captures (pcaps/derived-*/), rewritten from the captures above
+python3 "$(dirname "$0")/derive.py"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,8 @@ class _Reader:
             value = float(text)
         except ValueError:
             raise self.fail(node, where, f"expected a number, not {text!r}") from None
+        if not math.isfinite(value):
+            raise self.fail(node, where, f"expected a finite number, not {text!r}")
         if value < minimum:
             raise self.fail(node, where, f"must be at least {minimum:g}")
         return value
@@ -319,7 +322,8 @@ def describe(config: Config) -> list[str]:
         params = ", ".join(f"{k}={v:,.0f}" for k, v in rule.params.items())
         effective = rule.enabled and (config.zones.has_radiology or rule.id not in radiology_rules)
         state = "on " if effective else "off"
-        allow = f", {len(rule.allow)} allow entries" if rule.allow else ""
+        sep = ", " if params else ""
+        allow = f"{sep}{len(rule.allow)} allow entries" if rule.allow else ""
         lines.append(f"  {state} {rule.id:<26} {rule.severity.value:<8} {params}{allow}".rstrip())
     lines.extend(f"note: {n}" for n in config.notes)
     return lines

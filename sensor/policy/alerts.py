@@ -11,6 +11,7 @@ from .catalogue import RULES_BY_ID
 from .findings import Finding
 
 MAX_FOLDS = 65536
+SOURCE_KEYED = frozenset({"association-sweep", "ae-brute-force"})
 
 
 def alert_event(finding: Finding, count: int = 1, action: str = "detected",
@@ -75,7 +76,9 @@ class AlertFolder:
     def offer(self, finding: Finding) -> list[dict[str, Any]]:
         """Events to write now for this finding (none when it folds into an open alert)."""
         out = self.expire(finding.ts)
-        key = (finding.rule.id, finding.view.requestor_ip, finding.view.acceptor_ip)
+        # Sweeps and brute force go to many destinations: one alert per source.
+        target = "" if finding.rule.id in SOURCE_KEYED else finding.view.acceptor_ip
+        key = (finding.rule.id, finding.view.requestor_ip, target)
         fold = self._open.get(key)
         if fold is not None:
             fold.repeats += 1

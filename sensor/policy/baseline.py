@@ -29,8 +29,7 @@ class _Node:
 class Baseline:
     """Nodes seen during learning are normal; after it, new ones are reported once and learned."""
 
-    def __init__(self, learning_period: float, path: str | None = None) -> None:
-        self.learning_period = learning_period
+    def __init__(self, path: str | None = None) -> None:
         self.path = path
         self.started: float | None = None
         self._nodes: dict[str, _Node] = {}
@@ -56,31 +55,33 @@ class Baseline:
             self.started = None
             self.load_error = f"{path}: unreadable baseline, learning again ({type(exc).__name__})"
 
-    def learning(self, now: float) -> bool:
-        """Whether ``now`` is still within the learning period."""
+    def age(self, now: float) -> float:
+        """Seconds since the baseline started learning (it starts at the first observation)."""
         if self.started is None:
             self.started = now
-        return now < self.started + self.learning_period
+        return now - self.started
 
     def observe(self, now: float, ip: str, ae_title: str | None, port: int | None) -> list[Novelty]:
-        """Learn what a node showed; after learning, return what was new."""
-        learning = self.learning(now)
+        """Learn what a node showed; return what the baseline did not know before.
+
+        A new node is reported as such, not also as a new AE title and a new port.
+        """
+        self.age(now)
         node = self._nodes.get(ip)
         found: list[Novelty] = []
         if node is None:
             if len(self._nodes) >= MAX_NODES:
                 return []
             node = self._nodes[ip] = _Node()
-            if not learning:
-                found.append(Novelty.NODE)
+            found.append(Novelty.NODE)
         new_node = bool(found)
         if ae_title and ae_title not in node.ae_titles and len(node.ae_titles) < MAX_PER_NODE:
             node.ae_titles.add(ae_title)
-            if not learning and not new_node:
+            if not new_node:
                 found.append(Novelty.AE_TITLE)
         if port is not None and port not in node.ports and len(node.ports) < MAX_PER_NODE:
             node.ports.add(port)
-            if not learning and not new_node:
+            if not new_node:
                 found.append(Novelty.PORT)
         return found
 

@@ -48,8 +48,7 @@ class PolicyEngine:
     def __init__(self, config: Config, baseline: Baseline | None = None) -> None:
         self.config = config
         self.rules = config.rules
-        learning = self.rules["new-node"].params["learning_period"]
-        self.baseline = baseline if baseline is not None else Baseline(learning, config.state_file)
+        self.baseline = baseline if baseline is not None else Baseline(config.state_file)
         self.inventory = Inventory()
         brute = self.rules["ae-brute-force"].params
         sweep = self.rules["association-sweep"].params
@@ -115,9 +114,6 @@ class PolicyEngine:
 
     def on_close(self, info: FlowInfo, session: DicomSession) -> list[Finding]:
         """Findings that need the association's end: an unanswered inbound attempt."""
-        key = id(session)
-        self._bulk_sent.pop(key, None)
-        self._bulk_fired.discard(key)
         state = session.state
         out: list[Finding] = []
         view = view_of(info, session, self.config.zones)
@@ -132,6 +128,9 @@ class PolicyEngine:
                 outcome="no-response",
             )
         self._check_bulk(view, info, session, state.last_ts or info.last_ts, out)
+        key = id(session)
+        self._bulk_sent.pop(key, None)
+        self._bulk_fired.discard(key)
         return out
 
     def _requested(
@@ -310,7 +309,7 @@ class PolicyEngine:
             if field_ == CommandField.C_MOVE_RQ and dest:
                 known = (
                     dest == v.calling_ae
-                    or self.inventory.knows_ae_title(dest)
+                    or self.inventory.knows_scp_ae_title(dest)
                     or self.baseline.knows_ae_title(dest)
                 )
                 if not known:
@@ -354,6 +353,9 @@ class PolicyEngine:
         out: list[Finding],
     ) -> None:
         for novelty in self.baseline.observe(ts, ip, ae, port):
+            # Each novelty rule has its own learning period, counted from the baseline's start.
+            if self.baseline.age(ts) < self.rules[novelty.value].params["learning_period"]:
+                continue
             if novelty is Novelty.NODE:
                 message = f"New DICOM node {ip} (AE title {ae!r}) after the learning period"
             elif novelty is Novelty.AE_TITLE:

@@ -40,9 +40,9 @@ def _matches(
     if entry.move_destination is not None and entry.move_destination != move_destination:
         return False
     if entry.sop_class is not None:
-        classes = set(view.abstract_syntaxes)
-        if sop_class is not None:
-            classes.add(sop_class)
+        # A DIMSE-level finding names its SOP class; an association-level one has the
+        # proposed abstract syntaxes.
+        classes = {sop_class} if sop_class is not None else set(view.abstract_syntaxes)
         if entry.sop_class not in classes:
             return False
     return True

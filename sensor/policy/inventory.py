@@ -83,11 +83,13 @@ class Inventory:
         node.last_seen = max(node.last_seen, ts)
         return node
 
-    def knows_ae_title(self, ae_title: str) -> bool:
-        """Whether any node used this AE title, as caller or as called."""
-        return any(
-            ae_title in n.scp_ae_titles or ae_title in n.scu_ae_titles for n in self.nodes.values()
-        )
+    def knows_scp_ae_title(self, ae_title: str) -> bool:
+        """Whether a node answered to this AE title in an accepted association.
+
+        Calling AE titles do not count: anyone can call with any title, so using one
+        first must not make a C-MOVE destination look known.
+        """
+        return any(ae_title in n.scp_ae_titles for n in self.nodes.values())
 
     def requestor(
         self,

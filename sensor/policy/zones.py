@@ -49,7 +49,7 @@ class ZoneMap:
     @property
     def has_radiology(self) -> bool:
         """Whether any zone is a radiology zone."""
-        return any(zone.radiology for zone in self.zones)
+        return self.default.radiology or any(zone.radiology for zone in self.zones)
 
     def lookup(self, address: str) -> Zone:
         """The zone of an IP address (text form)."""
