@@ -29,7 +29,8 @@ def _heads(payload: str, length: str) -> str:
     pdata = f"({p(0, ':2')} = 0x0400 and {p(2)} = 0 and ({p(10)} & 1) = 1 and ({p(11)} & 0xfd) = 1)"
     # A PDU header split over tiny segments: too short to test more, let Python look.
     tiny = f"({length} > 0 and {length} < 12 and ({p(0)} = 1 or {p(0)} = 2 or {p(0)} = 4))"
-    return f"({assoc} or {pdata} or {tiny})"
+    # Most payloads fail the first test, one load: a PDU type byte is 1 to 7.
+    return f"(({p(0)} & 0xf8) = 0 and ({assoc} or {pdata} or {tiny}))"
 
 
 HEADS = f"((ip and tcp and {_heads(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {_heads(_P6, _L6)}))"
@@ -52,8 +53,12 @@ class Term:
         return f"({hosts} and port {self.port} and port {self.peer_port})"
 
 
-def _vlan_wrapped(inner: str) -> str:
-    """Admit ``inner`` untagged, under one 802.1Q/802.1ad tag, or under two (QinQ)."""
+def vlan_wrapped(inner: str) -> str:
+    """Admit ``inner`` untagged, under one 802.1Q/802.1ad tag, or under two (QinQ).
+
+    libpcap's ``vlan`` moves the offsets of everything that follows it in the whole
+    expression, so nothing may be appended after a wrapped expression.
+    """
     return f"({inner}) or (vlan and (({inner}) or (vlan and ({inner}))))"
 
 
@@ -62,17 +67,9 @@ ETHERNET = 1  # only Ethernet frames carry 802.1Q tags libpcap can step over
 
 def heads_filter(linktype: int) -> str:
     """The first-pass filter for a capture of this link type."""
-    return _vlan_wrapped(HEADS) if linktype == ETHERNET else HEADS
+    return vlan_wrapped(HEADS) if linktype == ETHERNET else HEADS
 
 
 def all_tcp_filter(linktype: int) -> str:
     """Every TCP segment, tagged or not, for one-pass reading."""
-    return _vlan_wrapped("tcp") if linktype == ETHERNET else "tcp"
-
-
-def flows_filter(terms: set[Term], tagged: bool, max_terms: int) -> str:
-    """Admit only ``terms``; past ``max_terms`` all TCP (libpcap compiles in quadratic time)."""
-    if len(terms) > max_terms:
-        return _vlan_wrapped("tcp") if tagged else "tcp"
-    inner = "tcp and (" + " or ".join(sorted(t.expression() for t in terms)) + ")"
-    return _vlan_wrapped(inner) if tagged else inner
+    return vlan_wrapped("tcp") if linktype == ETHERNET else "tcp"

@@ -106,6 +106,39 @@ class OfflineCapture:
         except pcapy.PcapError as exc:
             raise CaptureError(f"BPF filter does not compile: {_one_line(exc)}") from None
 
+    def start_count(self) -> Callable[[], int | None]:
+        """Count every packet of the file in a forked child, on another core.
+
+        libpcap's C loop holds the GIL, so a thread would not run in parallel. The
+        returned function waits for the child and gives its count (None for stdin, or
+        when the count could not be made).
+        """
+        if self.is_stdin:
+            return lambda: None
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            counted = self.count_packets()
+            return lambda: counted
+        if pid == 0:  # the child: count, report, leave without running any cleanup
+            os.close(read_end)
+            try:
+                os.write(write_end, str(self.count_packets()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+
+        def result() -> int | None:
+            with os.fdopen(read_end, "rb") as fh:
+                text = fh.read()
+            os.waitpid(pid, 0)
+            return int(text) if text.isdigit() else None
+
+        return result
+
     def count_packets(self) -> int:
         """Every packet in the file, counted in C (no Python object per packet)."""
         if self.is_stdin:

@@ -264,6 +264,67 @@ def _decode_ethernet(ts: float, frame: bytes) -> Decoded:
     return _from_l3(ts, getattr(tags[-1], "type", eth.type), eth.data, vlan)
 
 
+_IP4_TCP = struct.Struct("!xxHxxHxBxx4s4sHHIIH")  # IPv4 header (no options), TCP to its flags
+_IP6_TCP = struct.Struct("!4xHBx16s16sHHIIH")  # IPv6 header, TCP to its flags
+_TAGGED = struct.Struct("!HHH")  # TPID, TCI, inner ethertype
+_ETHERTYPE = struct.Struct("!H")
+
+
+def _fast_ethernet(ts: float, frame: bytes) -> Segment | None:
+    """The common frame without dpkt objects, or None for anything dpkt must look at.
+
+    Untagged or single-tagged Ethernet, IPv4 without options and not fragmented, or IPv6
+    without extension headers, carrying a TCP header that was captured whole. Anything
+    else (and every malformed frame) goes through dpkt, which also names the drop reason.
+    """
+    n = len(frame)
+    if n < 54:
+        return None
+    (ethertype,) = _ETHERTYPE.unpack_from(frame, 12)
+    vlan = None
+    off = 14
+    if ethertype in _VLAN_TYPES:
+        _, tci, ethertype = _TAGGED.unpack_from(frame, 12)
+        vlan = tci & 0x0FFF
+        off = 18
+    if ethertype == _ETH_IP:
+        if n < off + 40 or frame[off] != 0x45:
+            return None
+        total, frag, proto, src, dst, sport, dport, seq, ack, offflags = _IP4_TCP.unpack_from(
+            frame, off
+        )
+        if frag & _IP4_FRAG_MASK or proto != _IP_PROTO_TCP or total < 40:
+            return None
+        tcp_at = off + 20
+        end = off + total
+        src_text, dst_text = _inet_ntoa(src), _inet_ntoa(dst)
+    elif ethertype == _ETH_IP6:
+        if n < off + 60 or frame[off] >> 4 != 6:
+            return None
+        plen, nxt, src, dst, sport, dport, seq, ack, offflags = _IP6_TCP.unpack_from(frame, off)
+        if nxt != _IP_PROTO_TCP or plen < 20:
+            return None
+        tcp_at = off + 40
+        end = tcp_at + plen
+        src_text, dst_text = _ntop6(src), _ntop6(dst)
+    else:
+        return None
+    data_at = tcp_at + ((offflags >> 12) << 2)
+    if data_at < tcp_at + 20 or data_at > min(end, n):
+        return None
+    if end <= n:
+        return Segment(ts, src_text, dst_text, sport, dport, seq, ack, offflags & 0x1FF,
+                       frame[data_at:end], vlan)  # fmt: skip
+    return Segment(ts, src_text, dst_text, sport, dport, seq, ack, offflags & 0x1FF,
+                   frame[data_at:], vlan, end - n)  # fmt: skip
+
+
+def _decode_ethernet_fast(ts: float, frame: bytes) -> Decoded:
+    """LINKTYPE_ETHERNET: the struct fast path, else dpkt."""
+    seg = _fast_ethernet(ts, frame)
+    return seg if seg is not None else _decode_ethernet(ts, frame)
+
+
 def _decode_sll(ts: float, frame: bytes) -> Decoded:
     """LINKTYPE_LINUX_SLL: a 16-byte cooked header ending in the ethertype."""
     try:
@@ -342,7 +403,7 @@ def _unsupported(ts: float, frame: bytes) -> Decoded:
 
 _DECODERS: dict[int, Decoder] = {
     LinkType.NULL: _decode_loopback,
-    LinkType.ETHERNET: _decode_ethernet,
+    LinkType.ETHERNET: _decode_ethernet_fast,
     LinkType.RAW_BSD: _decode_raw,
     LinkType.RAW_OPENBSD: _decode_raw,
     LinkType.RAW: _decode_raw,

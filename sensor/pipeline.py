@@ -17,7 +17,7 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .bpf import Term, all_tcp_filter, flows_filter, heads_filter
+from .bpf import all_tcp_filter, heads_filter
 from .capture import OfflineCapture, ReadResult
 from .config import Config, default_config
 from .counters import SensorCounters
@@ -29,6 +29,7 @@ from .policy.alerts import AlertFolder
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
 from .record import build_record, endpoints
+from .terms import TermSet, flow_key
 
 Progress = Callable[[int], None]
 
@@ -38,8 +39,7 @@ class ReadConfig:
     """How the offline reader works."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
-    max_filter_terms: int = 256
-    two_pass: bool = True
+    max_filter_terms: int = 48
 
 
 @dataclass(slots=True)
@@ -69,6 +69,7 @@ class Pipeline:
         if events is not None:
             self.alert_sinks.append(events.write)
         self._next_expire = 0.0
+        self.filter_compiles = 0
         self.dissectors = tuple(dissectors)
         self.counters = SensorCounters()
         self.engine = FlowEngine(
@@ -88,65 +89,77 @@ class Pipeline:
     # -- reading --------------------------------------------------------------------
 
     def read(self, capture: OfflineCapture, progress: Progress | None = None) -> None:
-        """Read one capture; flows go on across files (rotated captures split associations)."""
+        """Read one capture; flows go on across files (rotated captures split associations).
+
+        A file is read twice. The first pass lets libpcap admit only segments that could
+        start an association or carry a command mid-stream; heads that pass the probe name
+        a service or a connection. The second pass admits only those, from their first
+        packet (handshake and any reordering included). Standard input allows one pass:
+        there each head adds its service or connection to the filter at once, so packets
+        of a flow captured before its first head are not seen.
+        """
         self.files += 1
+        counting = capture.start_count()
         decode = decoder_for(capture.linktype)
-        if capture.passes_allowed < 2 or not self.config.two_pass:
-            result = ReadResult()
-            bpf = all_tcp_filter(capture.linktype)
-            self._process(capture.packets(bpf, result, progress), decode)
-            self.counters.packets += result.packets
+        terms = TermSet(capture.linktype, self.config.max_filter_terms)
+        for a, pa, b, pb in self.engine.followed_endpoints():
+            terms.add_flow((a, pa, b, pb), None)
+        result = ReadResult()
+        if capture.passes_allowed >= 2:
+            heads = ReadResult()
+            self._collect_heads(capture.packets(heads_filter(capture.linktype), heads, progress),
+                                decode, terms)  # fmt: skip
+            self._note_cut(capture, heads)
+            terms.with_heads = False
+            if terms:
+                self._process(capture.packets(terms.opening(), result, progress), decode, terms)
+        else:
+            # One pass over every TCP segment: a flow's packets before its first head
+            # (handshake, reordering) must reach the engine too.
+            all_tcp = all_tcp_filter(capture.linktype)
+            self._process(capture.packets(all_tcp, result, progress), decode, None)
             self._note_cut(capture, result)
-            return
-        heads = ReadResult()
-        terms, tagged = self._candidates(capture, decode, heads, progress)
-        self._note_cut(capture, heads)
-        terms |= self._open_flow_terms()
-        if terms:
-            result = ReadResult()
-            bpf = flows_filter(terms, tagged, self.config.max_filter_terms)
-            self._process(capture.packets(bpf, result, progress), decode)
-        self.counters.packets += capture.count_packets()
+        self.filter_compiles += terms.compiles
+        counted = counting()
+        self.counters.packets += counted if counted is not None else result.packets
         self.counters.capture_file_bytes += capture.size
+
+    def _collect_heads(
+        self, packets: Any, decode: Callable[[float, bytes], Any], terms: TermSet
+    ) -> None:
+        """First pass: the services and connections whose heads pass the probe."""
+        for ts, data, _ in packets:
+            seg = decode(ts, data)
+            if seg.__class__ is Segment and not terms.covers(seg):
+                self._admit_head(seg, terms)
+
+    def _admit_head(self, seg: Segment, terms: TermSet) -> bool:
+        """Follow a head's service or connection unless the probe rules it out."""
+        payload = seg.payload
+        if not payload:
+            return False
+        _, answer = first_match(self.dissectors, payload)
+        if answer.verdict is Verdict.NO_MATCH:
+            return False
+        first = payload[0]
+        if answer.verdict is Verdict.MATCH and first == 1:
+            terms.add_service(seg.dst, seg.dport)  # the acceptor of an A-ASSOCIATE-RQ
+        elif answer.verdict is Verdict.MATCH and first == 2:
+            terms.add_service(seg.src, seg.sport)  # the sender of an A-ASSOCIATE-AC
+        else:
+            terms.add_flow(flow_key(seg), seg.vlan)
+        terms.tagged = terms.tagged or seg.vlan is not None
+        return True
 
     def _note_cut(self, capture: OfflineCapture, result: ReadResult) -> None:
         if result.cut_off is not None:
             self.cut_offs.append(f"{capture.path}: {result.cut_off}")
             self.counters.captures_cut_off += 1
 
-    def _candidates(
-        self,
-        capture: OfflineCapture,
-        decode: Callable[[float, bytes], Any],
-        result: ReadResult,
-        progress: Progress | None,
-    ) -> tuple[set[Term], bool]:
-        """First pass: segments that may start an association or carry a command mid-stream."""
-        terms: set[Term] = set()
-        tagged = False
-        dissectors = self.dissectors
-        for ts, data, _ in capture.packets(heads_filter(capture.linktype), result, progress):
-            seg = decode(ts, data)
-            if not isinstance(seg, Segment) or not seg.payload:
-                continue
-            _, answer = first_match(dissectors, seg.payload)
-            if answer.verdict is Verdict.NO_MATCH:
-                continue
-            first = seg.payload[0]
-            if first == 1 and answer.verdict is Verdict.MATCH:
-                terms.add(Term(seg.dst, seg.dport))  # the acceptor's service
-            elif first == 2 and answer.verdict is Verdict.MATCH:
-                terms.add(Term(seg.src, seg.sport))
-            else:
-                terms.add(Term(seg.src, seg.sport, seg.dst, seg.dport))
-            tagged = tagged or seg.vlan is not None
-        return terms, tagged
-
-    def _open_flow_terms(self) -> set[Term]:
-        """Connections still followed from an earlier file."""
-        return {Term(a, pa, b, pb) for a, pa, b, pb in self.engine.followed_endpoints()}
-
-    def _process(self, packets: Any, decode: Callable[[float, bytes], Any]) -> None:
+    def _process(
+        self, packets: Any, decode: Callable[[float, bytes], Any], terms: TermSet | None
+    ) -> None:
+        """Feed packets to the engine; with ``terms``, only those of followed flows and heads."""
         engine = self.engine
         stats = engine.stats
         process = engine.process
@@ -154,11 +167,19 @@ class Pipeline:
         ts = self.last_ts
         for ts, data, _ in packets:
             seg = decode(ts, data)
-            if seg.__class__ is Segment:
-                process(seg)
-            else:
+            if seg.__class__ is not Segment:
                 stats.packets += 1
                 stats.drop(seg)
+                continue
+            # Past the term cap the filter admits all TCP: apply the head test here.
+            if (
+                terms is not None
+                and terms.fallback
+                and not terms.covers(seg)
+                and not self._admit_head(seg, terms)
+            ):
+                continue
+            process(seg)
             advance(ts)
             if ts >= self._next_expire:
                 self._next_expire = ts + 1.0
