@@ -3,27 +3,74 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import Any, TextIO
 
 
 class JsonLines:
-    """A line-buffered JSON lines sink; ``-`` means standard output."""
+    """A line-buffered JSON lines sink; ``-`` means standard output.
 
-    def __init__(self, path: str) -> None:
+    For long-running capture the file can be rotated by size or age (the full file is
+    renamed with a UTC timestamp suffix) and reopened on demand, for logrotate.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        append: bool = False,
+        rotate_bytes: int = 0,
+        rotate_seconds: float = 0.0,
+    ) -> None:
         self.path = path
         self.count = 0
-        if path == "-":
-            self._fh: TextIO = sys.stdout
-            self._owned = False
-        else:
-            self._fh = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
-            self._owned = True
+        self.append = append
+        self.rotate_bytes = rotate_bytes
+        self.rotate_seconds = rotate_seconds
+        self.rotations = 0
+        self._owned = path != "-"
+        self._fh: TextIO = sys.stdout
+        self._size = 0
+        self._opened = time.monotonic()
+        if self._owned:
+            self._open(append)
+
+    def _open(self, append: bool) -> None:
+        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._size = self._fh.tell()
+        self._opened = time.monotonic()
 
     def write(self, obj: dict[str, Any]) -> None:
-        """Write one object as one line."""
-        self._fh.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+        """Write one object as one line (rotating first when the file is due)."""
+        line = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
+        if self._owned and (self.rotate_bytes or self.rotate_seconds):
+            self._maybe_rotate(len(line))
+        self._fh.write(line)
+        self._size += len(line)
         self.count += 1
+
+    def _maybe_rotate(self, incoming: int) -> None:
+        too_big = self.rotate_bytes and self._size and self._size + incoming > self.rotate_bytes
+        too_old = self.rotate_seconds and time.monotonic() - self._opened >= self.rotate_seconds
+        if not (too_big or too_old) or not self._size:
+            return
+        self._fh.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"{self.path}.{stamp}"
+        n = 1
+        while os.path.exists(target):
+            target = f"{self.path}.{stamp}.{n}"
+            n += 1
+        os.replace(self.path, target)
+        self.rotations += 1
+        self._open(False)
+
+    def reopen(self) -> None:
+        """Close and reopen the file by name (after logrotate moved it away)."""
+        if self._owned:
+            self._fh.close()
+            self._open(True)
 
     def close(self) -> None:
         """Flush, and close what this sink opened."""

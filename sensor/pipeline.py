@@ -187,6 +187,17 @@ class Pipeline:
         self.last_ts = max(self.last_ts, ts)
         self.counters.last_packet_ts = self.last_ts
 
+    def tick(self, now: float) -> None:
+        """Wall-clock time passes with no packet (live capture): expire flows and folds."""
+        self.engine.advance(now)
+        self._alerts(self.folder.expire(now))
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a new zone and rule config from now on; state is kept."""
+        self.policy_config = config
+        self.policy.reconfigure(config)
+        self.folder.window = config.fold_window
+
     def finish(self) -> None:
         """End of input: close every open association as capture-ended, flush folded alerts."""
         self.engine.finish(self.last_ts)

@@ -60,6 +60,15 @@ class PolicyEngine:
         self._bulk_sent: dict[int, int] = {}  # id(session) -> outbound bytes already counted
         self._bulk_fired: set[int] = set()
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a new config (SIGHUP) keeping what was learned and the detectors' windows."""
+        self.config = config
+        self.rules = config.rules
+        self._brute.window = self.rules["ae-brute-force"].params["window"]
+        self._sweep_hosts.window = self.rules["association-sweep"].params["window"]
+        self._sweep_ports.window = self.rules["association-sweep"].params["window"]
+        self._bulk_window.window = self.rules["bulk-outbound"].params["window"]
+
     # -- helpers --------------------------------------------------------------------
 
     def _rule(self, rule_id: str) -> RuleConfig | None:
