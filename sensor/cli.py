@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_cmd_read)
 
+    from .live import add_capture_parser
+
+    add_capture_parser(sub)
+
     p = sub.add_parser("check-config", help="validate a config file and print its zone table")
     p.add_argument("file", nargs="?", help="the YAML config (default: the embedded default)")
     p.set_defaults(func=_cmd_check_config)
