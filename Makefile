@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := tshark dcmtk tcpdump tcpreplay prometheus prometheus-alertmanager iproute2 libcap2-bin
 OUT    ?= out
 
-.PHONY: all setup system-deps demo test lint typecheck unit pcaps bench bench-micro clean
+.PHONY: all setup system-deps demo test lint typecheck unit pcaps bench bench-micro fuzz clean
 
 all: test
 
@@ -56,6 +56,15 @@ pcaps: setup
 
 bench-micro: setup
 	$(BIN)/python bench/micro.py
+
+# Generate the benchmark captures (if missing) and compare the sensor with dpkt and tshark.
+bench: setup
+	test -f bench/data/bench.pcap || $(BIN)/python bench/generate.py
+	$(BIN)/python bench/run.py
+
+# The long fuzzing run (the short one is part of make test).
+fuzz: setup
+	$(BIN)/python bench/fuzz.py --seconds 600
 
 clean:
 	rm -rf $(VENV) $(OUT) .mypy_cache .ruff_cache .pytest_cache .hypothesis
