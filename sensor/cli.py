@@ -46,6 +46,9 @@ class ReadOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     hold: bool = False
+    events_format: str = "ecs"
+    zeek_log: str | None = None
+    zeek_format: str = "tsv"
 
 
 def _write_file(path: str, write: Callable[[TextIO], object]) -> None:
@@ -67,6 +70,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     from .capture import CaptureError, OfflineCapture
     from .config import ConfigError, default_config, load_config
     from .jsonl import JsonLines
+    from .outputs.tee import fan_out
     from .pipeline import Pipeline
     from .summary import write_summary
 
@@ -85,7 +89,14 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         if opts.associations:
             sinks["associations"] = JsonLines(opts.associations)
         if opts.events:
-            sinks["events"] = JsonLines(opts.events)
+            from .outputs.eve import EveLines
+
+            sink_class = EveLines if opts.events_format == "eve" else JsonLines
+            sinks["events"] = sink_class(opts.events)
+        if opts.zeek_log:
+            from .outputs.zeek import ZeekLog
+
+            sinks["zeek"] = ZeekLog(opts.zeek_log, opts.zeek_format)
         for path in (opts.metrics, opts.inventory, opts.inventory_csv):
             if path and path != "-":
                 Path(path).touch()
@@ -95,7 +106,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         return _fail(f"cannot write output: {exc.strerror}: {exc.filename}")
     pipeline = Pipeline(
         load_dissectors(),
-        associations=sinks.get("associations"),
+        associations=fan_out(sinks.get("associations"), sinks.get("zeek")),
         events=sinks.get("events"),
         policy_config=config,
     )
@@ -159,6 +170,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             "metrics": opts.metrics,
             "inventory": opts.inventory,
             "inventory (CSV)": opts.inventory_csv,
+            "Zeek dicom.log": opts.zeek_log,
         }
         write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
     if opts.hold and opts.metrics_listen:
@@ -194,6 +206,9 @@ def _cmd_read(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         hold=args.hold,
+        events_format=args.events_format,
+        zeek_log=args.zeek_log,
+        zeek_format=args.zeek_format,
     )
     return run_read(args.files, opts)
 
@@ -272,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--hold",
         action="store_true",
         help="with --metrics-listen: keep serving after the read until SIGTERM/SIGINT",
+    )
+    p.add_argument(
+        "--events-format",
+        choices=("ecs", "eve"),
+        default="ecs",
+        help="--events as ECS JSON (default) or Suricata EVE JSON",
+    )
+    p.add_argument("--zeek-log", metavar="PATH", help="Zeek-style dicom.log (- = stdout)")
+    p.add_argument(
+        "--zeek-format",
+        choices=("tsv", "json"),
+        default="tsv",
+        help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dissectors.dicom.association import DicomSession
+from dissectors.dicom.pdu import AssociateRQ
 
 from ..flows import FlowInfo
 from ..record import endpoints
@@ -23,9 +24,16 @@ class AssociationView:
     acceptor_zone: Zone
     calling_ae: str | None
     called_ae: str | None
-    abstract_syntaxes: tuple[str, ...]
+    request: AssociateRQ | None
     first_ts: float
     vlan: int | None
+
+    @property
+    def abstract_syntaxes(self) -> tuple[str, ...]:
+        """The SOP classes the requestor proposed (built only when a rule asks)."""
+        if self.request is None:
+            return ()
+        return tuple(pc.abstract_syntax for pc in self.request.presentation_contexts)
 
     @property
     def inbound(self) -> bool:
@@ -49,9 +57,6 @@ def view_of(info: FlowInfo, session: DicomSession, zones: ZoneMap) -> Associatio
     state = session.state
     (req_ip, req_port), (acc_ip, acc_port), _ = endpoints(info, state)
     pdu = state.request if state.request is not None else state.accept
-    syntaxes: tuple[str, ...] = ()
-    if state.request is not None:
-        syntaxes = tuple(pc.abstract_syntax for pc in state.request.presentation_contexts)
     return AssociationView(
         req_ip,
         req_port,
@@ -61,7 +66,7 @@ def view_of(info: FlowInfo, session: DicomSession, zones: ZoneMap) -> Associatio
         zones.lookup(acc_ip),
         pdu.calling_ae_title if pdu is not None else None,
         pdu.called_ae_title if pdu is not None else None,
-        syntaxes,
+        state.request,
         state.first_ts if state.first_ts is not None else info.first_ts,
         info.vlan,
     )

@@ -26,7 +26,7 @@ def view(src: str = "203.0.113.5", dst: str = "10.0.0.10", vlan: int | None = No
          src_zone: Zone = DEFAULT_EXTERNAL,
          dst_zone: Zone = DEFAULT_INTERNAL) -> AssociationView:  # fmt: skip
     return AssociationView(
-        src, 50001, dst, 104, src_zone, dst_zone, "BRUTE", "PACS", ("1.2.840.10008.1.1",), T0, vlan
+        src, 50001, dst, 104, src_zone, dst_zone, "BRUTE", "PACS", None, T0, vlan
     )
 
 
