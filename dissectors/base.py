@@ -73,6 +73,23 @@ class Session(Protocol):
 
 
 @runtime_checkable
+class Summarized(Protocol):
+    """A session that describes itself for the sensor's generic record (non-DICOM plug-ins).
+
+    The sensor adds who talked to whom (addresses, ports, zones, times); the session gives
+    only protocol facts, under its own namespace, never payload content that holds PHI.
+    """
+
+    def originator(self) -> Direction | None:
+        """The direction of the side that started the exchange (the client), if known."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """Protocol facts for the record, e.g. ``{"hl7": {...}}``."""
+        ...
+
+
+@runtime_checkable
 class Dissector(Protocol):
     """A protocol plug-in: a cheap probe and a session factory."""
 
