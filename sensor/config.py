@@ -135,7 +135,7 @@ class _Reader:
 def _zone(r: _Reader, name: str, node: Node) -> Zone:
     where = f"zones.{name}"
     fields = r.mapping(node, where)
-    r.unknown(fields, {"cidrs", "radiology", "trust", "description"}, where)
+    r.unknown(fields, {"cidrs", "radiology", "clinical", "trust", "description"}, where)
     if "cidrs" not in fields:
         raise r.fail(node, where, "missing field 'cidrs'")
     networks: list[IPNetwork] = []
@@ -151,7 +151,10 @@ def _zone(r: _Reader, name: str, node: Node) -> Zone:
     trust = Trust.INTERNAL
     if "trust" in fields:
         trust = Trust(r.choice(fields["trust"][1], f"{where}.trust", [t.value for t in Trust]))
-    return Zone(name, trust, radiology, tuple(networks))
+    clinical = (
+        r.boolean(fields["clinical"][1], f"{where}.clinical") if "clinical" in fields else False
+    )
+    return Zone(name, trust, radiology, tuple(networks), clinical)
 
 
 def _allow(r: _Reader, node: Node, where: str, zone_names: set[str]) -> AllowEntry:

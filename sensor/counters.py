@@ -22,5 +22,8 @@ class SensorCounters:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule id, severity)
     active_associations: int = 0
     last_packet_ts: float = 0.0
+    # Plug-in dissectors (HL7, ...): (protocol, message|anomaly) and (protocol, zones)
+    plugin_events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    plugin_connections: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     captures_cut_off: int = 0
     capture_file_bytes: int = 0

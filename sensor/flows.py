@@ -84,6 +84,7 @@ class FlowInfo:
     syn_seen: bool
     client_ip: str | None = None
     client_port: int | None = None
+    protocol: str = ""  # the name of the dissector that matched
 
 
 @dataclass(slots=True)
@@ -169,6 +170,7 @@ class _Flow:
         "last_ts",
         "loud",
         "origin",
+        "protocol",
         "quiet",
         "removed",
         "session",
@@ -182,6 +184,7 @@ class _Flow:
         self.sides = sides
         self.state = _PROBING
         self.session: Session | None = None
+        self.protocol = ""
         self.origin = -1  # index into sides of the ORIGIN direction, once matched
         self.client = -1  # index into sides of the SYN sender, when seen
         self.syn_seen = False
@@ -573,6 +576,7 @@ class FlowEngine:
             self._dissector_error(flow, ts)
             return
         flow.session = session
+        flow.protocol = dissector.name
         flow.state = _MATCHED
         flow.origin = idx
         self.stats.flows_matched += 1
@@ -666,4 +670,5 @@ class FlowEngine:
             flow.syn_seen,
             client.ip if client is not None else None,
             client.port if client is not None else None,
+            flow.protocol,
         )

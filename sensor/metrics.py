@@ -141,6 +141,21 @@ class SensorCollector(Collector):
                 "dissector-error": stats.dissector_errors,
             },
         )
+        protocols = [d.name for d in p.dissectors if d.name != "dicom"]
+        yield _counter(
+            "dicom_sensor_plugin_events",
+            "Messages and anomalies of the other clinical protocols.",
+            ("protocol", "kind"),
+            [(n, k) for n in protocols for k in ("message", "anomaly")],
+            c.plugin_events,
+        )
+        yield _counter(
+            "dicom_sensor_plugin_connections",
+            "Connections of the other clinical protocols ended, by zone pair.",
+            ("protocol", "source_zone", "destination_zone"),
+            [(n, s, d) for n in protocols for s, d in pairs],
+            c.plugin_connections,
+        )
         yield _single(
             GaugeMetricFamily,
             "dicom_nodes",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dissectors.base import CloseReason, Dissector, Session, Verdict, first_match
+from dissectors.base import CloseReason, Dissector, Session, Summarized, Verdict, first_match
 from dissectors.dicom.association import DicomSession
 from dissectors.dicom.events import (
     Anomaly,
@@ -28,7 +28,7 @@ from .jsonl import JsonLines
 from .policy.alerts import AlertFolder
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
-from .record import build_record, endpoints
+from .record import build_generic_record, build_record, endpoints
 from .terms import TermSet, flow_key
 
 Progress = Callable[[int], None]
@@ -69,6 +69,7 @@ class Pipeline:
         if events is not None:
             self.alert_sinks.append(events.write)
         self._next_expire = 0.0
+        self._other_open: set[int] = set()
         self.filter_compiles = 0
         self.dissectors = tuple(dissectors)
         self.counters = SensorCounters()
@@ -107,8 +108,9 @@ class Pipeline:
         result = ReadResult()
         if capture.passes_allowed >= 2:
             heads = ReadResult()
-            self._collect_heads(capture.packets(heads_filter(capture.linktype), heads, progress),
-                                decode, terms)  # fmt: skip
+            self._collect_heads(
+                capture.packets(heads_filter(capture.linktype), heads, progress), decode, terms
+            )
             self._note_cut(capture, heads)
             terms.with_heads = False
             if terms:
@@ -219,9 +221,11 @@ class Pipeline:
     def _on_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         counters = self.counters
         cls = event.__class__
-        if isinstance(session, DicomSession):
-            for finding in self.policy.on_event(info, session, event):
-                self._finding(finding)
+        if not isinstance(session, DicomSession):
+            self._on_other_event(info, session, event)
+            return
+        for finding in self.policy.on_event(info, session, event):
+            self._finding(finding)
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -237,9 +241,34 @@ class Pipeline:
             if self.events is not None and isinstance(session, DicomSession):
                 self.events.write(anomaly_event(info, session, event))
 
+    def _on_other_event(self, info: FlowInfo, session: Session, event: Any) -> None:
+        """An event of a plug-in dissector: counted; the first one runs the generic policy."""
+        kind = "anomaly" if hasattr(event, "reason") else "message"
+        self.counters.plugin_events[(info.protocol, kind)] += 1
+        key = id(session)
+        if key not in self._other_open and isinstance(session, Summarized):
+            self._other_open.add(key)
+            for finding in self.policy.on_generic(
+                info, session, getattr(event, "ts", info.last_ts)
+            ):
+                self._finding(finding)
+
     def _on_close(self, info: FlowInfo, session: Session, reason: CloseReason) -> None:
         self.sessions_closed += 1
         if not isinstance(session, DicomSession):
+            self._other_open.discard(id(session))
+            if isinstance(session, Summarized):
+                record = build_generic_record(info, session, reason.value)
+                zones = self.policy_config.zones
+                pair = (
+                    zones.lookup(record["source"]["ip"]).name,
+                    zones.lookup(record["destination"]["ip"]).name,
+                )
+                self.counters.plugin_connections[(info.protocol, *pair)] += 1
+                if self.associations is not None:
+                    self.associations.write(record)
+                if self.keep_records:
+                    self.records.append(record)
             return
         for finding in self.policy.on_close(info, session):
             self._finding(finding)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dissectors.base import Direction
+from dissectors.base import Direction, Summarized
 from dissectors.dicom.association import AssociationState, DicomSession
 from dissectors.dicom.items import UserInformation
 from dissectors.dicom.names import uid_name
@@ -199,4 +199,47 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         "destination": {"ip": dst_ip, "port": dst_port},
         "network": network,
         "dicom": dicom,
+    }
+
+
+def generic_endpoints(info: FlowInfo, originator: Direction | None) -> tuple[Endpoint, Endpoint]:
+    """(client, server) of a non-DICOM session: its own word, else the SYN, else the match."""
+    origin = (info.origin_ip, info.origin_port)
+    peer = (info.peer_ip, info.peer_port)
+    if originator is not None:
+        return (origin, peer) if originator is Direction.ORIGIN else (peer, origin)
+    if info.client_ip is not None and info.client_port is not None:
+        client = (info.client_ip, info.client_port)
+        return (client, peer if client == origin else origin)
+    return origin, peer
+
+
+def build_generic_record(
+    info: FlowInfo, session: Summarized, end: str, first_ts: float | None = None
+) -> dict[str, Any]:
+    """The record of a connection handled by a non-DICOM dissector (its summary under its name)."""
+    summary = session.summary()
+    protocol = next(iter(summary), "unknown")
+    (src_ip, src_port), (dst_ip, dst_port) = generic_endpoints(info, session.originator())
+    first = first_ts if first_ts is not None else info.first_ts
+    last = info.last_ts
+    network: dict[str, Any] = {"transport": "tcp", "protocol": protocol}
+    if info.vlan is not None:
+        network["vlan"] = {"id": info.vlan}
+    return {
+        "@timestamp": iso(last),
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection", "protocol"],
+            "dataset": f"{protocol}.connection",
+            "start": iso(first),
+            "end": iso(last),
+            "duration": round((last - first) * 1e9),
+        },
+        "source": {"ip": src_ip, "port": src_port},
+        "destination": {"ip": dst_ip, "port": dst_port},
+        "network": network,
+        "connection": {"end": end},
+        **summary,
     }

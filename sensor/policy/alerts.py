@@ -21,16 +21,17 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
     spec = RULES_BY_ID[rule.id]
     v = finding.view
     end = last_ts if last_ts is not None else finding.ts
-    network: dict[str, Any] = {"transport": "tcp", "protocol": "dicom"}
+    network: dict[str, Any] = {"transport": "tcp", "protocol": finding.protocol}
     if v.vlan is not None:
         network["vlan"] = {"id": v.vlan}
     dicom: dict[str, Any] = {
-        "calling_ae_title": v.calling_ae,
-        "called_ae_title": v.called_ae,
         "association": {"start": iso(v.first_ts)},
         "alert": {"count": count, "severity": rule.severity.value, "signature_id": spec.sid},
     }
-    dicom.update(finding.fields)
+    if finding.protocol == "dicom":
+        dicom["calling_ae_title"] = v.calling_ae
+        dicom["called_ae_title"] = v.called_ae
+        dicom.update(finding.fields)
     return {
         "@timestamp": iso(end),
         "event": {
@@ -54,6 +55,7 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
         "destination": {"ip": v.acceptor_ip, "port": v.acceptor_port, "zone": v.acceptor_zone.name},
         "network": network,
         "dicom": dicom,
+        **({} if finding.protocol == "dicom" else {finding.protocol: finding.fields}),
         "message": finding.message if count == 1 else f"{finding.message} ({count} times)",
     }
 

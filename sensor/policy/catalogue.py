@@ -32,6 +32,7 @@ class RuleSpec:
     severity: Severity
     description: str
     params: dict[str, float] = field(default_factory=dict)
+    protocol: str = "dicom"  # the protocol whose sessions the rule looks at
 
 
 RULES: tuple[RuleSpec, ...] = (
@@ -84,8 +85,17 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec("new-port", 9400015, "DICOM on a new port for a known node", "inventory",
              Severity.LOW, "A known DICOM node accepted DICOM on a port not in the baseline.",
              {"learning_period": 86400}),
+    RuleSpec("hl7-perimeter", 9400017, "HL7 crossing the network perimeter", "perimeter",
+             Severity.HIGH,
+             "HL7 v2 (admissions, orders, results: PHI) between an external zone and inside.",
+             protocol="hl7"),
+    RuleSpec("hl7-non-clinical", 9400018, "HL7 outside the clinical zones", "segmentation",
+             Severity.MEDIUM,
+             "HL7 v2 between two zones neither of which is clinical or radiology.",
+             protocol="hl7"),
     RuleSpec("dicom-on-tls-port", 9400016, "Plain DICOM on the DICOM TLS port", "encryption",
              Severity.MEDIUM, "Unencrypted DICOM on port 2762, reserved for DICOM over TLS."),
 )  # fmt: skip
 
 RULES_BY_ID = {rule.id: rule for rule in RULES}
+DICOM_RULES = tuple(rule for rule in RULES if rule.protocol == "dicom")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dissectors.base import Direction
+from dissectors.base import Direction, Summarized
 from dissectors.dicom.association import DicomSession
 from dissectors.dicom.constants import VERIFICATION_SOP_CLASS, CommandField
 from dissectors.dicom.events import (
@@ -18,7 +18,7 @@ from dissectors.dicom.vendors import vendor_for
 
 from ..config import Config, RuleConfig
 from ..flows import FlowInfo
-from ..record import endpoints
+from ..record import endpoints, generic_endpoints
 from .baseline import Baseline, Novelty
 from .findings import Finding, allowed
 from .inventory import Inventory
@@ -90,12 +90,13 @@ class PolicyEngine:
         message: str,
         sop_class: str | None = None,
         move_destination: str | None = None,
+        protocol: str = "dicom",
         **fields: Any,
     ) -> None:
         rule = self._rule(rule_id)
         if rule is None or allowed(rule, view, sop_class, move_destination):
             return
-        out.append(Finding(rule, view, ts, message, fields))
+        out.append(Finding(rule, view, ts, message, fields, protocol))
 
     # -- events ---------------------------------------------------------------------
 
@@ -334,6 +335,55 @@ class PolicyEngine:
                         move={"destination": dest},
                     )
         self._check_bulk(v, info, session, ts, out)
+
+    # -- other clinical protocols -----------------------------------------------------
+
+    def on_generic(self, info: FlowInfo, session: Summarized, ts: float) -> list[Finding]:
+        """Findings for a non-DICOM clinical protocol, when its first message is seen."""
+        if info.protocol != "hl7":
+            return []
+        (c_ip, c_port), (s_ip, s_port) = generic_endpoints(info, session.originator())
+        zones = self.config.zones
+        view = AssociationView(
+            c_ip,
+            c_port,
+            s_ip,
+            s_port,
+            zones.lookup(c_ip),
+            zones.lookup(s_ip),
+            None,
+            None,
+            None,
+            ts,
+            info.vlan,
+        )
+        out: list[Finding] = []
+        pair = f"{c_ip} ({view.requestor_zone.name}) -> {s_ip}:{s_port} ({view.acceptor_zone.name})"
+        facts = {"client_zone": view.requestor_zone.name, "server_zone": view.acceptor_zone.name}
+        if view.inbound or view.outbound:
+            way = "into the network" if view.inbound else "out of the network"
+            self._finding(
+                out,
+                "hl7-perimeter",
+                view,
+                ts,
+                f"HL7 v2 crossing the perimeter {way}: {pair}",
+                protocol="hl7",
+                **facts,
+            )
+        elif zones.has_clinical and not (
+            view.requestor_zone.clinical or view.acceptor_zone.clinical
+        ):
+            self._finding(
+                out,
+                "hl7-non-clinical",
+                view,
+                ts,
+                f"HL7 v2 between zones that are neither clinical nor radiology: {pair}",
+                protocol="hl7",
+                **facts,
+            )
+        return out
 
     # -- stateful detectors ---------------------------------------------------------
 

@@ -17,7 +17,8 @@ class Finding:
     view: AssociationView
     ts: float
     message: str
-    fields: dict[str, Any] = field(default_factory=dict)  # extra dicom.* context, never PHI
+    fields: dict[str, Any] = field(default_factory=dict)  # extra context, never PHI
+    protocol: str = "dicom"  # the namespace of ``fields`` and of the protocol facts
 
 
 def allowed(rule: RuleConfig, view: AssociationView, sop_class: str | None = None,

@@ -25,6 +25,12 @@ class Zone:
     trust: Trust
     radiology: bool
     networks: tuple[IPNetwork, ...]
+    clinical_flag: bool = False  # wards, labs, HIS: where HL7 belongs (radiology counts too)
+
+    @property
+    def clinical(self) -> bool:
+        """Whether clinical protocols belong here: a clinical or a radiology zone."""
+        return self.clinical_flag or self.radiology
 
 
 class ZoneMap:
@@ -45,6 +51,11 @@ class ZoneMap:
             version: sorted(by_len.items(), key=lambda kv: -kv[0])
             for version, by_len in tables.items()
         }
+
+    @property
+    def has_clinical(self) -> bool:
+        """Whether any zone is clinical (or radiology)."""
+        return self.default.clinical or any(zone.clinical for zone in self.zones)
 
     @property
     def has_radiology(self) -> bool:

@@ -10,7 +10,7 @@ import pytest
 
 from sensor.config import default_rules
 from sensor.policy.alerts import AlertFolder, alert_event
-from sensor.policy.catalogue import RULES, RULES_BY_ID, RuleSpec, Severity
+from sensor.policy.catalogue import DICOM_RULES, RULES, RULES_BY_ID, RuleSpec, Severity
 from sensor.policy.findings import Finding
 from sensor.policy.view import AssociationView
 from sensor.policy.zones import DEFAULT_EXTERNAL, DEFAULT_INTERNAL, Zone
@@ -179,8 +179,11 @@ def test_alert_event_fields(spec: RuleSpec) -> None:
 
 def test_signature_ids_are_unique_and_stable() -> None:
     sids = [r.sid for r in RULES]
-    assert len(set(sids)) == len(sids) == 16
-    assert sids == list(range(9400001, 9400017))
+    assert len(set(sids)) == len(sids) == len(RULES)
+    # Stable: a rule keeps its id forever; new rules take the next numbers.
+    assert sorted(sids) == list(range(9400001, 9400001 + len(RULES)))
+    assert {r.id: r.sid for r in RULES}["perimeter-inbound"] == 9400001
+    assert {r.id: r.sid for r in RULES}["dicom-on-tls-port"] == 9400016
 
 
 @pytest.mark.parametrize(
@@ -231,7 +234,7 @@ def test_every_rule_message_is_one_sentence_without_data_set_content(tmp_path: P
             for secret in SECRETS:
                 assert secret not in text
             assert event["source"]["ip"] in message or x.view.acceptor_ip in message, message
-    assert seen == set(RULES_BY_ID)
+    assert seen == {r.id for r in DICOM_RULES}
 
 
 def test_alert_has_association_identity(tmp_path: Path) -> None:
