@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := tshark dcmtk tcpdump tcpreplay prometheus prometheus-alertmanager iproute2 libcap2-bin
+APT_PACKAGES := tshark dcmtk tcpdump tcpreplay prometheus prometheus-alertmanager iproute2 libcap2-bin bro-aux
 OUT    ?= out
 
 .PHONY: all setup system-deps demo test lint typecheck unit pcaps bench bench-micro fuzz clean
@@ -16,7 +16,7 @@ all: test
 # System packages through apt, only those whose commands are missing.
 system-deps:
 	@missing=""; \
-	for c in tshark:tshark storescp:dcmtk tcpdump:tcpdump tcpreplay:tcpreplay promtool:prometheus amtool:prometheus-alertmanager ip:iproute2 setcap:libcap2-bin; do \
+	for c in tshark:tshark storescp:dcmtk tcpdump:tcpdump tcpreplay:tcpreplay promtool:prometheus amtool:prometheus-alertmanager ip:iproute2 setcap:libcap2-bin bro-cut:bro-aux; do \
 	  cmd=$${c%%:*}; pkg=$${c##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

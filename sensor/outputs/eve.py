@@ -15,7 +15,7 @@ from .identity import endpoints_of, flow_id
 
 GID = 1
 REV = 1
-APP_PROTO = "dicom"
+APP_PROTO = "dicom"  # unless the event's network.protocol names another dissector
 
 # Suricata's severity runs from 1 (high) to 3 (low), as classification.config has it.
 SEVERITY = {"critical": 1, "high": 1, "medium": 2, "low": 3, "info": 3}
@@ -28,6 +28,10 @@ def suricata_timestamp(iso_z: str) -> str:
     if len(iso_z) > 6 and iso_z[-6] in "+-" and iso_z[-3] == ":":
         return iso_z[:-3] + iso_z[-2:]
     return iso_z
+
+
+def _app_proto(event: dict[str, Any]) -> str:
+    return str(event.get("network", {}).get("protocol") or APP_PROTO)
 
 
 def _common(event: dict[str, Any], event_type: str) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def _common(event: dict[str, Any], event_type: str) -> dict[str, Any]:
             "dest_ip": dst_ip,
             "dest_port": dst_port,
             "proto": "TCP",
-            "app_proto": APP_PROTO,
+            "app_proto": _app_proto(event),
         }
     )
     return out
@@ -92,11 +96,14 @@ def eve_alert(event: dict[str, Any]) -> dict[str, Any]:
             "message": event.get("message"),
         }
     )
-    # What the finding added (outcome, destinations, thresholds, ...), minus what is above.
-    for key, value in dicom.items():
+    # What the finding added (outcome, destinations, thresholds, ...), minus what is above;
+    # another protocol's finding keeps its facts under its own name, as EVE does.
+    app_proto = out["app_proto"]
+    facts = dicom if app_proto == APP_PROTO else event.get(app_proto) or {}
+    for key, value in facts.items():
         if key not in ("calling_ae_title", "called_ae_title", "association", "alert"):
             extra.setdefault(key, value)
-    out["dicom"] = {k: v for k, v in extra.items() if v is not None}
+    out[app_proto] = {k: v for k, v in extra.items() if v is not None}
     return out
 
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_UID_DIGITS = 17  # about 101 bits, the length of most uids Zeek writes
 _FLOW_ID_BITS = 51  # below 2**53: exact in every JSON reader, as Suricata keeps its own ids
 
 
@@ -23,13 +24,14 @@ def flow_id(src_ip: str, src_port: int, dst_ip: str, dst_port: int, start: str) 
 
 
 def zeek_uid(src_ip: str, src_port: int, dst_ip: str, dst_port: int, start: str) -> str:
-    """A Zeek-like connection uid: ``C`` and the base62 of 96 hash bits (e.g. ``CzA1...``)."""
-    value = int.from_bytes(_digest(src_ip, src_port, dst_ip, dst_port, start)[:12], "big")
+    """A Zeek-like connection uid: ``C`` and 17 base62 digits of the hash (e.g. ``CzA1...``)."""
+    value = int.from_bytes(_digest(src_ip, src_port, dst_ip, dst_port, start), "big")
+    value %= 62**_UID_DIGITS
     chars = []
-    while value:
+    for _ in range(_UID_DIGITS):
         value, rest = divmod(value, 62)
         chars.append(_BASE62[rest])
-    return "C" + "".join(reversed(chars)).rjust(17, "0")
+    return "C" + "".join(reversed(chars))
 
 
 def endpoints_of(obj: dict[str, Any]) -> tuple[str, int, str, int]:

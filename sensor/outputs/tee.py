@@ -10,10 +10,10 @@ from ..jsonl import JsonLines
 class TeeLines(JsonLines):
     """Hands every object to each of its sinks; it opens and closes no file itself."""
 
-    def __init__(self, *sinks: JsonLines) -> None:  # the base class would open a file
+    def __init__(self, *sinks: JsonLines) -> None:
+        super().__init__("-")  # standard output: the base opens nothing, and it is never used
         self.sinks = sinks
         self.path = ", ".join(sink.path for sink in sinks)
-        self.count = 0
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write the object to every sink."""
@@ -23,6 +23,9 @@ class TeeLines(JsonLines):
 
     def close(self) -> None:
         """Nothing: the sinks are closed by whoever opened them."""
+
+    def reopen(self) -> None:
+        """Nothing: the sinks are reopened by whoever opened them."""
 
 
 def fan_out(*sinks: JsonLines | None) -> JsonLines | None:

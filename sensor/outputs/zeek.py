@@ -17,6 +17,7 @@ from ..jsonl import JsonLines
 from .identity import endpoints_of, zeek_uid
 
 PATH = "dicom"
+DATASET = "dicom.association"  # the records this log is made of
 SEPARATOR = "\t"
 SET_SEPARATOR = ","
 EMPTY_FIELD = "(empty)"
@@ -216,23 +217,42 @@ def json_object(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ZeekLog(JsonLines):
-    """dicom.log in the TSV (``tsv``) or JSON (``json``) flavour; ``-`` is standard output."""
+    """dicom.log in the TSV (``tsv``) or JSON (``json``) flavour; ``-`` is standard output.
+
+    Every file the TSV flavour opens empty (the first, or a new one after ``reopen`` for
+    logrotate) starts with the header; ``close`` writes the ``#close`` footer.
+    """
 
     def __init__(self, path: str, flavour: str = "tsv") -> None:
         if flavour not in ("tsv", "json"):
             raise ValueError(f"unknown Zeek log flavour {flavour!r}")
-        super().__init__(path)
         self.flavour = flavour
-        if flavour == "tsv":
-            self._fh.write("\n".join(tsv_header(time.time())) + "\n")
+        super().__init__(path)
+        if not self._owned:
+            self._header()
+
+    def _open(self, append: bool) -> None:
+        super()._open(append)
+        if self._size == 0:
+            self._header()
+
+    def _header(self) -> None:
+        if self.flavour == "tsv":
+            text = "\n".join(tsv_header(time.time())) + "\n"
+            self._fh.write(text)
+            self._size += len(text)
 
     def write(self, obj: dict[str, Any]) -> None:
-        """Write one association record as one log line."""
+        """Write one DICOM association record as one log line (other records are left out)."""
+        if obj.get("event", {}).get("dataset") != DATASET:
+            return
         row = zeek_row(obj)
         if self.flavour == "json":
             super().write(json_object(row))
             return
-        self._fh.write(tsv_line(row) + "\n")
+        line = tsv_line(row) + "\n"
+        self._fh.write(line)
+        self._size += len(line)
         self.count += 1
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Outputs for existing security stacks: Suricata EVE JSON and Zeek dicom.log."""
