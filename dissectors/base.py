@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -105,6 +105,24 @@ class Dissector(Protocol):
     def new_session(self, detected_by: str) -> Session:
         """A fresh session for a flow whose ORIGIN direction matched the probe."""
         ...
+
+
+ByteAt = Callable[[int, int], str]
+"""``byte_at(offset, width)``: the BPF expression for 1, 2 or 4 payload bytes at ``offset``."""
+
+
+def bpf_head_of(dissector: Dissector, byte_at: ByteAt, length: str) -> str | None:
+    """The dissector's BPF test for a segment that may start its protocol, if it offers one.
+
+    A dissector may define ``bpf_head(byte_at, length) -> str | None`` so that libpcap
+    drops, in C, the segments it can rule out by their first bytes (``length`` is the
+    payload length expression). Without it the sensor probes every segment with payload.
+    """
+    method = getattr(dissector, "bpf_head", None)
+    if method is None:
+        return None
+    result = method(byte_at, length)
+    return result if isinstance(result, str) and result else None
 
 
 def first_match(

@@ -9,7 +9,11 @@ following. The reader recompiles the filter when that set changes, so a single p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from dissectors.base import Dissector, bpf_head_of
+from dissectors.dicom.plugin import DICOM
 
 # Byte K of the TCP payload, and the payload length, for IPv4 and for IPv6 without
 # extension headers (libpcap cannot index past IPv6 extension headers).
@@ -19,21 +23,25 @@ _P6 = "ip6[40 + ((ip6[52:1] & 0xf0) >> 2) + {k}{w}]"
 _L6 = "(ip6[4:2] - ((ip6[52:1] & 0xf0) >> 2))"
 
 
-def _heads(payload: str, length: str) -> str:
-    def p(k: int, width: str = "") -> str:
-        return payload.format(k=k, w=width)
+def heads_expression(dissectors: Sequence[Dissector]) -> str:
+    """Segments any installed dissector may start a flow with, IPv4 and IPv6.
 
-    # A-ASSOCIATE-RQ/AC: type 1 or 2, reserved 0, protocol version 1 at offset 6.
-    assoc = f"(({p(0, ':2')} = 0x0100 or {p(0, ':2')} = 0x0200) and {p(6, ':2')} = 0x0001)"
-    # P-DATA-TF under 16 MiB whose first PDV is a command fragment on an odd context.
-    pdata = f"({p(0, ':2')} = 0x0400 and {p(2)} = 0 and ({p(10)} & 1) = 1 and ({p(11)} & 0xfd) = 1)"
-    # A PDU header split over tiny segments: too short to test more, let Python look.
-    tiny = f"({length} > 0 and {length} < 12 and ({p(0)} = 1 or {p(0)} = 2 or {p(0)} = 4))"
-    # Most payloads fail the first test, one load: a PDU type byte is 1 to 7.
-    return f"(({p(0)} & 0xf8) = 0 and ({assoc} or {pdata} or {tiny}))"
+    A dissector without a BPF test makes every TCP segment with payload a head.
+    """
+
+    def clauses(payload: str, length: str) -> str:
+        def byte_at(k: int, width: int) -> str:
+            return payload.format(k=k, w="" if width == 1 else f":{width}")
+
+        tests = [bpf_head_of(d, byte_at, length) for d in dissectors]
+        if any(t is None for t in tests):
+            return f"({length} > 0)"
+        return "(" + " or ".join(t for t in tests if t) + ")"
+
+    return f"((ip and tcp and {clauses(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {clauses(_P6, _L6)}))"
 
 
-HEADS = f"((ip and tcp and {_heads(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {_heads(_P6, _L6)}))"
+HEADS = heads_expression([DICOM])
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +73,9 @@ def vlan_wrapped(inner: str) -> str:
 ETHERNET = 1  # only Ethernet frames carry 802.1Q tags libpcap can step over
 
 
-def heads_filter(linktype: int) -> str:
+def heads_filter(linktype: int, heads: str = HEADS) -> str:
     """The first-pass filter for a capture of this link type."""
-    return vlan_wrapped(HEADS) if linktype == ETHERNET else HEADS
+    return vlan_wrapped(heads) if linktype == ETHERNET else heads
 
 
 def all_tcp_filter(linktype: int) -> str:

@@ -17,7 +17,7 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .bpf import all_tcp_filter, heads_filter
+from .bpf import all_tcp_filter, heads_expression, heads_filter
 from .capture import OfflineCapture, ReadResult
 from .config import Config, default_config
 from .counters import SensorCounters
@@ -72,6 +72,7 @@ class Pipeline:
         self._other_open: set[int] = set()
         self.filter_compiles = 0
         self.dissectors = tuple(dissectors)
+        self._heads = heads_expression(self.dissectors)
         self.counters = SensorCounters()
         self.engine = FlowEngine(
             self.dissectors, self._on_event, self._on_close, self.config.engine
@@ -108,11 +109,9 @@ class Pipeline:
         result = ReadResult()
         if capture.passes_allowed >= 2:
             heads = ReadResult()
-            self._collect_heads(
-                capture.packets(heads_filter(capture.linktype), heads, progress), decode, terms
-            )
+            first_pass = heads_filter(capture.linktype, self._heads)
+            self._collect_heads(capture.packets(first_pass, heads, progress), decode, terms)
             self._note_cut(capture, heads)
-            terms.with_heads = False
             if terms:
                 self._process(capture.packets(terms.opening(), result, progress), decode, terms)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .bpf import ETHERNET, HEADS, Term, all_tcp_filter, heads_filter, vlan_wrapped
+from .bpf import ETHERNET, Term, all_tcp_filter, vlan_wrapped
 from .decode import Segment
 
 FlowKey4 = tuple[str, int, str, int]
@@ -33,7 +33,6 @@ class TermSet:
         self.tagged = False
         self.fallback = False
         self.compiles = 0
-        self.with_heads = True  # False for a second pass that admits only what is followed
         self._installed: str | None = None
 
     def __bool__(self) -> bool:
@@ -61,24 +60,15 @@ class TermSet:
         self.flows[key] = vlan
 
     def expression(self) -> str:
-        """The filter for the current set."""
+        """The second pass's filter: the followed services and connections."""
         terms = {Term(ip, port) for ip, port in self.services}
         terms |= {Term(a, pa, b, pb) for a, pa, b, pb in self.flows}
-        if len(terms) > self.max_terms or (self.fallback and len(terms) > self.max_terms // 2):
+        if len(terms) > self.max_terms:
             self.fallback = True
             return all_tcp_filter(self.linktype)
         self.fallback = False
-        if not terms:
-            return heads_filter(self.linktype)
         inner = "tcp and (" + " or ".join(sorted(t.expression() for t in terms)) + ")"
-        tagged = self.tagged and self.linktype == ETHERNET
-        if not self.with_heads:
-            return vlan_wrapped(inner) if tagged else inner
-        if tagged:
-            return vlan_wrapped(f"({HEADS}) or ({inner})")
-        # libpcap's `vlan` shifts the offsets of everything after it in the expression,
-        # so the untagged terms must come before the tag-aware heads.
-        return f"({inner}) or ({heads_filter(self.linktype)})"
+        return vlan_wrapped(inner) if self.tagged and self.linktype == ETHERNET else inner
 
     def opening(self) -> str:
         """The filter a reader is opened with; later installs compare against it."""
