@@ -68,6 +68,12 @@ class Pipeline:
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
         if events is not None:
             self.alert_sinks.append(events.write)
+        self.syslog = None
+        if self.policy_config.syslog is not None:
+            from .syslog import SyslogSender
+
+            self.syslog = SyslogSender(self.policy_config.syslog)
+            self.alert_sinks.append(self.syslog.write)
         self._next_expire = 0.0
         self._other_open: set[int] = set()
         self.filter_compiles = 0
@@ -204,6 +210,8 @@ class Pipeline:
         self.engine.finish(self.last_ts)
         self._alerts(self.folder.flush())
         self.policy.baseline.save()
+        if self.syslog is not None:
+            self.syslog.close()
 
     def _alerts(self, events: list[dict[str, Any]]) -> None:
         for event in events:
