@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from dissectors.base import Dissector, bpf_head_of
 from dissectors.dicom.plugin import DICOM
 
+PLAIN_DICOM_PORTS = frozenset({104, 11112, 4242})
+
 # Byte K of the TCP payload, and the payload length, for IPv4 and for IPv6 without
 # extension headers (libpcap cannot index past IPv6 extension headers).
 _P4 = "tcp[((tcp[12:1] & 0xf0) >> 2) + {k}{w}]"
@@ -36,7 +38,10 @@ def heads_expression(dissectors: Sequence[Dissector]) -> str:
         tests = [bpf_head_of(d, byte_at, length) for d in dissectors]
         if any(t is None for t in tests):
             return f"({length} > 0)"
-        return "(" + " or ".join(t for t in tests if t) + ")"
+        # A TLS ClientHello to a port where plain DICOM is expected (reported as info).
+        ports = " or ".join(f"tcp dst port {p}" for p in sorted(PLAIN_DICOM_PORTS))
+        tls = f"(({ports}) and {byte_at(0, 2)} = 0x1603 and {byte_at(5, 1)} = 1)"
+        return "(" + " or ".join([*(t for t in tests if t), tls]) + ")"
 
     return f"((ip and tcp and {clauses(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {clauses(_P6, _L6)}))"
 

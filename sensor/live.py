@@ -174,6 +174,12 @@ def run_capture(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     interfaces: list[str] = args.interface
+    # Everything imported later must be imported while we can still read it: an
+    # unprivileged user may not be able to read the interpreter's library.
+    from . import cli, metrics, serve  # noqa: F401
+    from . import syslog as _syslog  # noqa: F401
+
+    "".encode("idna")  # getaddrinfo needs the codec later
     try:
         sources = [
             LiveSource.open(i, args.snaplen, not args.no_promisc, args.buffer_mb, args.bpf)
@@ -229,8 +235,10 @@ def run_capture(args: argparse.Namespace) -> int:
     pipeline.finish()
     for sink in sinks.values():
         sink.close()
-    _write_state(pipeline, args)
     received, kernel, interface = _totals(sources)
+    pipeline.counters.packets = received
+    drops.update(kernel=kernel, interface=interface)
+    _write_state(pipeline, args, drops)
     log(
         "capture.stopped",
         packets=received,
@@ -246,7 +254,7 @@ def _totals(sources: list[LiveSource]) -> tuple[int, int, int]:
     return sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
 
 
-def _write_state(pipeline: Any, args: argparse.Namespace) -> None:
+def _write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) -> None:
     """Inventory and metrics files, replaced atomically."""
     from .cli import _write_file
 
@@ -258,7 +266,7 @@ def _write_state(pipeline: Any, args: argparse.Namespace) -> None:
         if args.metrics:
             from .metrics import exposition
 
-            text = exposition(pipeline).decode()
+            text = exposition(pipeline, drops).decode()
             _write_file(args.metrics, lambda fh: fh.write(text))
     except OSError as exc:
         log("output.failed", level="error", reason=f"{exc.strerror}: {exc.filename}")
@@ -307,6 +315,8 @@ def _loop(
                 ts = sec + usec * 1e-6
                 seg = decode(ts, data)
                 if seg.__class__ is Segment:
+                    if seg.payload[:2] == b"\x16\x03":
+                        pipeline.tls_hello(seg)
                     process(seg)
                 else:
                     stats.packets += 1
@@ -323,7 +333,7 @@ def _loop(
             drops["interface"] = interface
         if now >= next_state:
             next_state = now + INVENTORY_SECONDS
-            _write_state(pipeline, args)
+            _write_state(pipeline, args, drops)
             pipeline.policy.baseline.save()
         if signals.reload:
             signals.reload = False

@@ -248,9 +248,9 @@ def registry_for(pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> 
     return registry
 
 
-def exposition(pipeline: Pipeline) -> bytes:
+def exposition(pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> bytes:
     """The Prometheus text exposition of the pipeline's metrics."""
-    return generate_latest(registry_for(pipeline))
+    return generate_latest(registry_for(pipeline, drops))
 
 
 __all__ = ["SensorCollector", "exposition", "registry_for"]

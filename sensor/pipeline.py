@@ -137,8 +137,17 @@ class Pipeline:
         """First pass: the services and connections whose heads pass the probe."""
         for ts, data, _ in packets:
             seg = decode(ts, data)
-            if seg.__class__ is Segment and not terms.covers(seg):
+            if seg.__class__ is Segment and not terms.covers(seg) and not self.tls_hello(seg):
                 self._admit_head(seg, terms)
+
+    def tls_hello(self, seg: Segment) -> bool:
+        """A TLS ClientHello: run the tls-on-dicom-port check; True if it was one."""
+        payload = seg.payload
+        if payload[:2] != b"\x16\x03" or len(payload) < 6 or payload[5] != 1:
+            return False
+        for finding in self.policy.on_tls_hello(seg):
+            self._finding(finding)
+        return True
 
     def _admit_head(self, seg: Segment, terms: TermSet) -> bool:
         """Follow a head's service or connection unless the probe rules it out."""
@@ -179,12 +188,10 @@ class Pipeline:
                 stats.drop(seg)
                 continue
             # Past the term cap the filter admits all TCP: apply the head test here.
-            if (
-                terms is not None
-                and terms.fallback
-                and not terms.covers(seg)
-                and not self._admit_head(seg, terms)
-            ):
+            if terms is None:
+                if seg.payload[:2] == b"\x16\x03":
+                    self.tls_hello(seg)
+            elif terms.fallback and not terms.covers(seg) and not self._admit_head(seg, terms):
                 continue
             process(seg)
             advance(ts)

@@ -93,6 +93,10 @@ RULES: tuple[RuleSpec, ...] = (
              Severity.MEDIUM,
              "HL7 v2 between two zones neither of which is clinical or radiology.",
              protocol="hl7"),
+    RuleSpec("tls-on-dicom-port", 9400019, "TLS on a DICOM port", "encryption", Severity.INFO,
+             "A TLS ClientHello to a port that carries plain DICOM (104, 11112, 4242, or a "
+             "service seen here): DICOM over TLS, or something else hiding on a DICOM port.",
+             protocol="tls"),
     RuleSpec("dicom-on-tls-port", 9400016, "Plain DICOM on the DICOM TLS port", "encryption",
              Severity.MEDIUM, "Unencrypted DICOM on port 2762, reserved for DICOM over TLS."),
 )  # fmt: skip

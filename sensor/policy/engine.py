@@ -16,7 +16,9 @@ from dissectors.dicom.events import (
 from dissectors.dicom.items import UserInformation
 from dissectors.dicom.vendors import vendor_for
 
+from ..bpf import PLAIN_DICOM_PORTS
 from ..config import Config, RuleConfig
+from ..decode import Segment
 from ..flows import FlowInfo
 from ..record import endpoints, generic_endpoints
 from .baseline import Baseline, Novelty
@@ -335,6 +337,39 @@ class PolicyEngine:
                         move={"destination": dest},
                     )
         self._check_bulk(v, info, session, ts, out)
+
+    # -- TLS where plain DICOM is expected -------------------------------------------
+
+    def on_tls_hello(self, seg: Segment) -> list[Finding]:
+        """A TLS ClientHello to a DICOM port: info, so encrypted DICOM is on the map too."""
+        port = seg.dport
+        if port == TLS_PORT or not (
+            port in PLAIN_DICOM_PORTS or self.inventory.serves(seg.dst, port)
+        ):
+            return []
+        zones = self.config.zones
+        view = AssociationView(
+            seg.src,
+            seg.sport,
+            seg.dst,
+            port,
+            zones.lookup(seg.src),
+            zones.lookup(seg.dst),
+            None,
+            None,
+            None,
+            seg.ts,
+            seg.vlan,
+        )
+        out: list[Finding] = []
+        self._finding(
+            out,
+            "tls-on-dicom-port",
+            view,
+            seg.ts,
+            f"TLS ClientHello from {seg.src} to {seg.dst}:{port}, a DICOM port",
+        )
+        return out
 
     # -- other clinical protocols -----------------------------------------------------
 

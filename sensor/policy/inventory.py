@@ -83,6 +83,11 @@ class Inventory:
         node.last_seen = max(node.last_seen, ts)
         return node
 
+    def serves(self, ip: str, port: int) -> bool:
+        """Whether a DICOM node accepted associations on this port."""
+        node = self.nodes.get(ip)
+        return node is not None and port in node.ports
+
     def knows_scp_ae_title(self, ae_title: str) -> bool:
         """Whether a node answered to this AE title in an accepted association.
 
