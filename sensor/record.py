@@ -93,6 +93,28 @@ def _user_identity(state: AssociationState) -> dict[str, Any] | None:
     return out
 
 
+def envelope(
+    info: FlowInfo, first: float, last: float, protocol: str, dataset: str
+) -> dict[str, Any]:
+    """What every record has: ECS time and event fields, and the network."""
+    network: dict[str, Any] = {"transport": "tcp", "protocol": protocol}
+    if info.vlan is not None:
+        network["vlan"] = {"id": info.vlan}
+    return {
+        "@timestamp": iso(last),
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection", "protocol"],
+            "dataset": dataset,
+            "start": iso(first),
+            "end": iso(last),
+            "duration": round((last - first) * 1e9),
+        },
+        "network": network,
+    }
+
+
 def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
     """The association record for a finished (or still open) association."""
     state = session.state
@@ -181,23 +203,10 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
     if state.gaps:
         dicom["gaps"] = state.gaps
         dicom["missing_bytes"] = req_c.missing_bytes + acc_c.missing_bytes
-    network: dict[str, Any] = {"transport": "tcp", "protocol": "dicom"}
-    if info.vlan is not None:
-        network["vlan"] = {"id": info.vlan}
     return {
-        "@timestamp": iso(last),
-        "event": {
-            "kind": "event",
-            "category": ["network"],
-            "type": ["connection", "protocol"],
-            "dataset": "dicom.association",
-            "start": iso(first),
-            "end": iso(last),
-            "duration": round((last - first) * 1e9),
-        },
+        **envelope(info, first, last, "dicom", "dicom.association"),
         "source": {"ip": src_ip, "port": src_port},
         "destination": {"ip": dst_ip, "port": dst_port},
-        "network": network,
         "dicom": dicom,
     }
 
@@ -223,23 +232,10 @@ def build_generic_record(
     (src_ip, src_port), (dst_ip, dst_port) = generic_endpoints(info, session.originator())
     first = first_ts if first_ts is not None else info.first_ts
     last = info.last_ts
-    network: dict[str, Any] = {"transport": "tcp", "protocol": protocol}
-    if info.vlan is not None:
-        network["vlan"] = {"id": info.vlan}
     return {
-        "@timestamp": iso(last),
-        "event": {
-            "kind": "event",
-            "category": ["network"],
-            "type": ["connection", "protocol"],
-            "dataset": f"{protocol}.connection",
-            "start": iso(first),
-            "end": iso(last),
-            "duration": round((last - first) * 1e9),
-        },
+        **envelope(info, first, last, protocol, f"{protocol}.connection"),
         "source": {"ip": src_ip, "port": src_port},
         "destination": {"ip": dst_ip, "port": dst_port},
-        "network": network,
         "connection": {"end": end},
         **summary,
     }

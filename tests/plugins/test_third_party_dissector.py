@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def _conversation(path: Path) -> None:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy package installed with pip into a folder of its own (no change to any venv)."""
     target = tmp_path_factory.mktemp("site")
+    # Build from a copy: setuptools leaves a build/ folder next to the sources it builds.
+    source = tmp_path_factory.mktemp("src") / "toy_dissector"
+    shutil.copytree(PACKAGE, source)
     subprocess.run(
         [
             sys.executable,
@@ -61,7 +65,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(PACKAGE),
+            str(source),
         ],
         check=True,
         capture_output=True,
