@@ -1,0 +1,1 @@
+"""Tests for the HL7 v2 over MLLP dissector."""
