@@ -43,7 +43,12 @@ def heads_expression(dissectors: Sequence[Dissector]) -> str:
         tls = f"(({ports}) and {byte_at(0, 2)} = 0x1603 and {byte_at(5, 1)} = 1)"
         return "(" + " or ".join([*(t for t in tests if t), tls]) + ")"
 
-    return f"((ip and tcp and {clauses(_P4, _L4)}) or (ip6 and ip6[6] = 6 and {clauses(_P6, _L6)}))"
+    # TCP in IP fragments carries no port to follow: let them through to be counted.
+    fragments = "(ip and ip[9] = 6 and (ip[6:2] & 0x3fff) != 0) or (ip6 and ip6[6] = 44)"
+    v4 = f"(ip and tcp and {clauses(_P4, _L4)})"
+    v6 = f"(ip6 and ip6[6] = 6 and {clauses(_P6, _L6)})"
+    # First: a later clause may load past the end of a short fragment, which ends the program.
+    return f"({fragments} or {v4} or {v6})"
 
 
 HEADS = heads_expression([DICOM])

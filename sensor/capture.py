@@ -11,6 +11,23 @@ import pcapy
 Packet = tuple[float, bytes, int]  # timestamp, captured bytes, length on the wire
 
 
+def _pcap_snaplen(path: str) -> int | None:
+    """The snapshot length in a classic pcap file header (None for pcapng or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError:
+        return None
+    if len(head) < 24:
+        return None
+    magic = head[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return int.from_bytes(head[16:20], "little")
+    if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        return int.from_bytes(head[16:20], "big")
+    return None
+
+
 class CaptureError(Exception):
     """A capture that cannot be opened or read at all; the message is one line."""
 
@@ -41,6 +58,7 @@ class OfflineCapture:
             if not os.access(path, os.R_OK):
                 raise CaptureError(f"{path}: permission denied")
         self.size = 0 if self.is_stdin else os.path.getsize(path)
+        self.snaplen = None if self.is_stdin else _pcap_snaplen(path)
         self._reader = self._open()
         self.linktype: int = self._reader.datalink()
         self._used = False

@@ -223,6 +223,18 @@ class SensorCollector(Collector):
         )
         yield _single(
             CounterMetricFamily,
+            "dicom_sensor_captures_cut_off",
+            "Capture files that ended inside a packet record (read up to the cut).",
+            c.captures_cut_off,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_truncated_segments",
+            "TCP segments cut by the capture's snaplen (their missing bytes become gaps).",
+            stats.truncated_segments,
+        )
+        yield _single(
+            CounterMetricFamily,
             "dicom_sensor_reassembly_gaps",
             "Holes in reassembled TCP streams.",
             stats.stream.gaps,

@@ -21,7 +21,7 @@ from .bpf import all_tcp_filter, heads_expression, heads_filter
 from .capture import OfflineCapture, ReadResult
 from .config import Config, default_config
 from .counters import SensorCounters
-from .decode import Segment, decoder_for
+from .decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
 from .events import anomaly_event
 from .flows import EngineConfig, FlowEngine, FlowInfo
 from .jsonl import JsonLines
@@ -32,6 +32,7 @@ from .record import build_generic_record, build_record, endpoints
 from .terms import TermSet, flow_key
 
 Progress = Callable[[int], None]
+MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Pipeline:
         self.filter_compiles = 0
         self.dissectors = tuple(dissectors)
         self._heads = heads_expression(self.dissectors)
+        self.notes: list[str] = []
         self.counters = SensorCounters()
         self.engine = FlowEngine(
             self.dissectors, self._on_event, self._on_close, self.config.engine
@@ -113,7 +115,14 @@ class Pipeline:
         for a, pa, b, pb in self.engine.followed_endpoints():
             terms.add_flow((a, pa, b, pb), None)
         result = ReadResult()
-        if capture.passes_allowed >= 2:
+        unfiltered = self._why_unfiltered(capture)
+        if unfiltered is not None:
+            # libpcap cannot pick heads out of this capture: every frame comes to Python,
+            # where it is decoded (and counted by drop reason) like any other.
+            self.notes.append(f"{capture.path}: {unfiltered}; read without a BPF prefilter")
+            self._process(capture.packets(None, result, progress), decode, None)
+            self._note_cut(capture, result)
+        elif capture.passes_allowed >= 2:
             heads = ReadResult()
             first_pass = heads_filter(capture.linktype, self._heads)
             self._collect_heads(capture.packets(first_pass, heads, progress), decode, terms)
@@ -131,13 +140,27 @@ class Pipeline:
         self.counters.packets += counted if counted is not None else result.packets
         self.counters.capture_file_bytes += capture.size
 
+    @staticmethod
+    def _why_unfiltered(capture: OfflineCapture) -> str | None:
+        """Why this capture cannot be prefiltered in BPF, if it cannot."""
+        if capture.linktype not in SUPPORTED_LINKTYPES:
+            return f"link type {capture.linktype} is not one the sensor decodes"
+        if capture.snaplen is not None and capture.snaplen < MIN_SNAPLEN:
+            return f"snaplen {capture.snaplen} is too short to show a TCP payload"
+        return None
+
     def _collect_heads(
         self, packets: Any, decode: Callable[[float, bytes], Any], terms: TermSet
     ) -> None:
         """First pass: the services and connections whose heads pass the probe."""
-        for ts, data, _ in packets:
+        stats = self.engine.stats
+        for ts, data, wire in packets:
             seg = decode(ts, data)
-            if seg.__class__ is Segment and not terms.covers(seg) and not self.tls_hello(seg):
+            if seg.__class__ is not Segment:
+                stats.drop(seg)  # e.g. TCP fragments, which the heads filter lets through
+            elif seg.truncated_by and wire == len(data):
+                stats.drop(DropReason.BAD_IP_HEADER)
+            elif not terms.covers(seg) and not self.tls_hello(seg):
                 self._admit_head(seg, terms)
 
     def tls_hello(self, seg: Segment) -> bool:
@@ -181,11 +204,16 @@ class Pipeline:
         process = engine.process
         advance = engine.advance
         ts = self.last_ts
-        for ts, data, _ in packets:
+        for ts, data, wire in packets:
             seg = decode(ts, data)
             if seg.__class__ is not Segment:
                 stats.packets += 1
                 stats.drop(seg)
+                continue
+            if seg.truncated_by and wire == len(data):
+                # IP claims more than the frame held, yet nothing was cut: a lie, not a snaplen.
+                stats.packets += 1
+                stats.drop(DropReason.BAD_IP_HEADER)
                 continue
             # Past the term cap the filter admits all TCP: apply the head test here.
             if terms is None:

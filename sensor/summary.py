@@ -65,6 +65,8 @@ def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)
+    for note in pipeline.notes:
+        print(f"note: {note}", file=out)
     for cut in pipeline.cut_offs:
         print(f"capture cut off, read up to the cut: {cut}", file=out)
     for what, where in outputs.items():
