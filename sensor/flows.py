@@ -48,7 +48,7 @@ class EngineAnomaly(StrEnum):
 class EngineConfig:
     """Limits and timeouts of the flow engine."""
 
-    max_flows: int = 100_000
+    max_flows: int = 24_576  # under 200 MB at the worst (every flow a half-open association)
     idle_timeout: float = 60.0  # probing and ignored flows, and flows closed by both FINs
     matched_idle_timeout: float = 300.0
     check_interval: float = 1.0  # advance() looks for idle flows at most this often

@@ -32,6 +32,7 @@ from .record import build_generic_record, build_record, endpoints
 from .terms import TermSet, flow_key
 
 Progress = Callable[[int], None]
+MAX_TALKERS = 10_000
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 
 
@@ -325,7 +326,11 @@ class Pipeline:
         for side in ("requestor", "acceptor"):
             self.counters.pdata_bytes[(src_zone, dst_zone, side)] += by_dir[side]
         key = (record["source"]["ip"], record["destination"]["ip"], record["destination"]["port"])
-        talker = self.talkers.setdefault(key, Talker())
+        talker = self.talkers.get(key)
+        if talker is None:
+            if len(self.talkers) >= MAX_TALKERS:
+                key = ("other", "other", 0)  # beyond the cap, pairs are summed together
+            talker = self.talkers.setdefault(key, Talker())
         talker.associations += 1
         talker.pdata_bytes += dicom["pdata"]["bytes"]
         if self.associations is not None:

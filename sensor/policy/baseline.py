@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 MAX_PER_NODE = 256
 
 

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from ..timefmt import iso
 
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 MAX_ITEMS = 256
 
 

@@ -12,7 +12,7 @@ K = TypeVar("K", bound=Hashable)
 class WindowCount(Generic[K]):
     """Events per key within the last ``window`` seconds; at most ``max_keys`` keys (oldest go)."""
 
-    def __init__(self, window: float, max_keys: int = 65536, max_events: int = 100_000) -> None:
+    def __init__(self, window: float, max_keys: int = 8192, max_events: int = 100_000) -> None:
         self.window = window
         self.max_keys = max_keys
         self.max_events = max_events
@@ -39,7 +39,7 @@ class WindowCount(Generic[K]):
 class WindowDistinct(Generic[K]):
     """Distinct values per key within the last ``window`` seconds, bounded."""
 
-    def __init__(self, window: float, max_keys: int = 65536, max_values: int = 4096) -> None:
+    def __init__(self, window: float, max_keys: int = 8192, max_values: int = 4096) -> None:
         self.window = window
         self.max_keys = max_keys
         self.max_values = max_values
@@ -68,7 +68,7 @@ class WindowDistinct(Generic[K]):
 class WindowSum(Generic[K]):
     """Sum of amounts per key within the last ``window`` seconds, in one-second buckets."""
 
-    def __init__(self, window: float, max_keys: int = 65536) -> None:
+    def __init__(self, window: float, max_keys: int = 8192) -> None:
         self.window = window
         self.max_keys = max_keys
         self._buckets: OrderedDict[K, deque[tuple[int, int]]] = OrderedDict()
