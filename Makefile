@@ -53,6 +53,9 @@ test: lint typecheck unit
 # Regenerate the real-peer captures under pcaps/ (needs root for network namespaces).
 pcaps: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH bash pcaps/generate.sh
+	PATH=$(CURDIR)/$(BIN):$$PATH bash pcaps/zones/generate.sh
+	PATH=$(CURDIR)/$(BIN):$$PATH bash pcaps/hl7-mllp/generate.sh
+	PATH=$(CURDIR)/$(BIN):$$PATH bash pcaps/phi-canary/generate.sh
 
 bench-micro: setup
 	$(BIN)/python bench/micro.py
