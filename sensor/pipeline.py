@@ -161,8 +161,12 @@ class Pipeline:
                 stats.drop(seg)  # e.g. TCP fragments, which the heads filter lets through
             elif seg.truncated_by and wire == len(data):
                 stats.drop(DropReason.BAD_IP_HEADER)
-            elif not terms.covers(seg) and not self.tls_hello(seg):
-                self._admit_head(seg, terms)
+            else:
+                # A tagged head, even of a service already followed, means the second
+                # pass must look under VLAN tags too.
+                terms.tagged = terms.tagged or seg.vlan is not None
+                if not terms.covers(seg) and not self.tls_hello(seg):
+                    self._admit_head(seg, terms)
 
     def tls_hello(self, seg: Segment) -> bool:
         """A TLS ClientHello: run the tls-on-dicom-port check; True if it was one."""
