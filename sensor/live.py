@@ -162,7 +162,6 @@ def run_capture(args: argparse.Namespace) -> int:
     from dissectors.registry import load_dissectors
 
     from .config import ConfigError, default_config, load_config
-    from .jsonl import JsonLines
     from .pipeline import Pipeline
 
     def fail(message: str) -> int:
@@ -180,6 +179,8 @@ def run_capture(args: argparse.Namespace) -> int:
     from . import syslog as _syslog  # noqa: F401
 
     "".encode("idna")  # getaddrinfo needs the codec later
+    if args.workers > 1:
+        return _run_workers(args, config, fail)
     try:
         sources = [
             LiveSource.open(i, args.snaplen, not args.no_promisc, args.buffer_mb, args.bpf)
@@ -191,18 +192,8 @@ def run_capture(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.no_root and os.geteuid() == 0:
         return fail("--no-root: still running as root after opening the capture; give --user")
-    rotate_bytes = int(args.rotate_mb * (1 << 20)) if args.rotate_mb else 0
-    sinks: dict[str, JsonLines] = {}
     try:
-        for name in ("associations", "events"):
-            path = getattr(args, name)
-            if path:
-                sinks[name] = JsonLines(
-                    path,
-                    append=True,
-                    rotate_bytes=rotate_bytes,
-                    rotate_seconds=args.rotate_seconds or 0.0,
-                )
+        sinks = _open_sinks(args)
     except OSError as exc:
         return fail(f"cannot write output: {exc.strerror}: {exc.filename}")
     pipeline = Pipeline(
@@ -249,6 +240,37 @@ def run_capture(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_sinks(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON lines outputs, opened for appending (OSError if one cannot be)."""
+    from .jsonl import JsonLines
+
+    rotate_bytes = int(args.rotate_mb * (1 << 20)) if args.rotate_mb else 0
+    sinks: dict[str, Any] = {}
+    for name in ("associations", "events"):
+        path = getattr(args, name)
+        if path:
+            sinks[name] = JsonLines(
+                path,
+                append=True,
+                rotate_bytes=rotate_bytes,
+                rotate_seconds=args.rotate_seconds or 0.0,
+            )
+    return sinks
+
+
+def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
+    """--workers N: check the interfaces here (one clear error), then hand over."""
+    from .workers import run_workers
+
+    try:
+        for interface in args.interface:
+            probe = LiveSource.open(interface, args.snaplen, not args.no_promisc, 1, args.bpf)
+            probe.handle.close()
+    except CaptureError as exc:
+        return fail(str(exc))
+    return run_workers(args, config, fail)
+
+
 def _totals(sources: list[LiveSource]) -> tuple[int, int, int]:
     stats = [s.stats() for s in sources]
     return sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
@@ -279,6 +301,7 @@ def _loop(
     drops: dict[str, int],
     args: argparse.Namespace,
     sinks: dict[str, Any],
+    on_tick: Callable[[], None] | None = None,
 ) -> None:
     """Read every interface until a stop signal; timers run on wall-clock time."""
     engine = pipeline.engine
@@ -331,6 +354,8 @@ def _loop(
             pipeline.counters.last_packet_ts = pipeline.last_ts
             drops["kernel"] = kernel
             drops["interface"] = interface
+            if on_tick is not None:
+                on_tick()
         if now >= next_state:
             next_state = now + INVENTORY_SECONDS
             _write_state(pipeline, args, drops)
@@ -392,6 +417,13 @@ def add_capture_parser(sub: Any) -> None:
         "--no-promisc", action="store_true", help="do not put the interface in promiscuous mode"
     )
     p.add_argument("--bpf", metavar="FILTER", help="extra BPF filter, ANDed with 'tcp'")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="capture processes sharing the interfaces in a PACKET_FANOUT group",
+    )
     p.add_argument("--user", metavar="NAME", help="drop to this user once the capture is open")
     p.add_argument(
         "--no-root", action="store_true", help="refuse to write outputs or serve metrics as root"
