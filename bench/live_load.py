@@ -290,7 +290,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="length of each step")
     p.add_argument("--bisect", type=int, default=2, help="halvings after the first dropping rate")
     p.add_argument("--buffer-mb", type=int, default=64, help="the sensor's --buffer-mb")
-    p.add_argument("--workers", type=int, default=None, help="the sensor's --workers (not yet)")
+    p.add_argument("--workers", type=int, default=None, help="the sensor's --workers")
     p.add_argument("--json", type=Path, help="write the steps here as JSON")
     p.add_argument("--work", type=Path, default=None, help="keep the sensor outputs here")
     args = p.parse_args()
@@ -337,7 +337,8 @@ def main() -> int:
     print(f"\nLive capture load, {args.pcap.name}, 1 worker, --buffer-mb {args.buffer_mb}, "
           f"{args.seconds:g} s per step; {where}")  # fmt: skip
     print(table(steps))
-    print(f"\nhighest rate with zero kernel drops: {best:,} packets/s (1 worker)")
+    workers = args.workers or 1
+    print(f"\nhighest rate with zero kernel drops: {best:,} packets/s ({workers} worker(s))")
     costs = sorted(s.cpu_us_per_packet for s in steps if s.clean and s.received)
     if costs:
         median = costs[len(costs) // 2]
