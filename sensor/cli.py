@@ -227,7 +227,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def bundled_captures() -> list[Path]:
     """The real-peer captures under pcaps/ in a source checkout."""
     root = Path(__file__).resolve().parent.parent / "pcaps"
-    return sorted(root.glob("**/capture.pcap*"))
+    return sorted({*root.glob("**/*.pcap"), *root.glob("**/*.pcapng")})
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
