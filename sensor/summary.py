@@ -46,6 +46,12 @@ def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict
         for (src, dst, port), talker in top[:10]:
             volume = _human_bytes(talker.pdata_bytes)
             print(f"  {src} -> {dst}:{port}  {talker.associations}  {volume}", file=out)
+    other: Counter[str] = Counter()
+    for (protocol, _, _), n in c.plugin_connections.items():
+        other[protocol] += n
+    for protocol, n in sorted(other.items()):
+        messages = c.plugin_events.get((protocol, "message"), 0)
+        print(f"{protocol}: {n} connections, {messages} messages", file=out)
     dimse: Counter[str] = Counter()
     for (name, _), n in c.dimse.items():
         dimse[name] += n
