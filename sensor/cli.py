@@ -70,7 +70,6 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     from .capture import CaptureError, OfflineCapture
     from .config import ConfigError, default_config, load_config
     from .jsonl import JsonLines
-    from .outputs.tee import fan_out
     from .pipeline import Pipeline
     from .summary import write_summary
 
@@ -106,10 +105,12 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         return _fail(f"cannot write output: {exc.strerror}: {exc.filename}")
     pipeline = Pipeline(
         load_dissectors(),
-        associations=fan_out(sinks.get("associations"), sinks.get("zeek")),
+        associations=sinks.get("associations"),
         events=sinks.get("events"),
         policy_config=config,
     )
+    if "zeek" in sinks:
+        pipeline.record_sinks.append(sinks["zeek"].write)
     if opts.metrics_listen:
         from .serve import ListenError, serve_metrics
 

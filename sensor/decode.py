@@ -325,26 +325,25 @@ def _decode_ethernet_fast(ts: float, frame: bytes) -> Decoded:
     return seg if seg is not None else _decode_ethernet(ts, frame)
 
 
-def _decode_sll(ts: float, frame: bytes) -> Decoded:
-    """LINKTYPE_LINUX_SLL: a 16-byte cooked header ending in the ethertype."""
+def _cooked(header: Any, ts: float, frame: bytes) -> Decoded:
+    """A Linux cooked capture header (SLL or SLL2), then what its ethertype says."""
     try:
-        sll = dpkt.sll.SLL(frame)
+        sll = header(frame)
     except dpkt.NeedData:
         return DropReason.TRUNCATED
     except _PARSE_ERRORS:
         return DropReason.BAD_LINK_HEADER
     return _from_l3(ts, sll.ethtype, sll.data, None)
+
+
+def _decode_sll(ts: float, frame: bytes) -> Decoded:
+    """LINKTYPE_LINUX_SLL: a 16-byte cooked header ending in the ethertype."""
+    return _cooked(dpkt.sll.SLL, ts, frame)
 
 
 def _decode_sll2(ts: float, frame: bytes) -> Decoded:
     """LINKTYPE_LINUX_SLL2: a 20-byte cooked header starting with the ethertype."""
-    try:
-        sll = dpkt.sll2.SLL2(frame)
-    except dpkt.NeedData:
-        return DropReason.TRUNCATED
-    except _PARSE_ERRORS:
-        return DropReason.BAD_LINK_HEADER
-    return _from_l3(ts, sll.ethtype, sll.data, None)
+    return _cooked(dpkt.sll2.SLL2, ts, frame)
 
 
 def _decode_raw(ts: float, frame: bytes) -> Decoded:

@@ -6,7 +6,15 @@ import json
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+
+class Sink(Protocol):
+    """Where records or events go: a file, a queue to a parent process, a syslog sender."""
+
+    def write(self, obj: dict[str, Any]) -> None:
+        """Take one object."""
+        ...
 
 
 class JsonLines:

@@ -338,7 +338,7 @@ def _loop(
                 ts = sec + usec * 1e-6
                 seg = decode(ts, data)
                 if seg.__class__ is Segment:
-                    if seg.payload[:2] == b"\x16\x03":
+                    if seg.payload.startswith(b"\x16\x03"):
                         pipeline.tls_hello(seg)
                     process(seg)
                 else:

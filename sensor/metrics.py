@@ -24,6 +24,7 @@ from .decode import DropReason
 from .flows import EngineAnomaly
 from .pipeline import Pipeline
 from .policy.catalogue import RULES
+from .reassembly import StreamAnomaly
 
 RESULTS = ("accepted", "rejected", "no-response")
 ENDS = ("released", "aborted", *(r.value for r in CloseReason))
@@ -232,6 +233,13 @@ class SensorCollector(Collector):
             "dicom_sensor_truncated_segments",
             "TCP segments cut by the capture's snaplen (their missing bytes become gaps).",
             stats.truncated_segments,
+        )
+        yield _counter(
+            "dicom_sensor_stream_anomalies",
+            "TCP stream trouble met while reassembling, by reason.",
+            ("reason",),
+            [(r.value,) for r in StreamAnomaly],
+            {r.value: n for r, n in stats.stream.by_reason().items()},
         )
         yield _single(
             CounterMetricFamily,

@@ -24,7 +24,7 @@ from .counters import SensorCounters
 from .decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
 from .events import anomaly_event
 from .flows import EngineConfig, FlowEngine, FlowInfo
-from .jsonl import JsonLines
+from .jsonl import Sink
 from .policy.alerts import AlertFolder
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
@@ -59,8 +59,8 @@ class Pipeline:
         self,
         dissectors: Sequence[Dissector],
         config: ReadConfig | None = None,
-        associations: JsonLines | None = None,
-        events: JsonLines | None = None,
+        associations: Sink | None = None,
+        events: Sink | None = None,
         policy_config: Config | None = None,
     ) -> None:
         self.config = config if config is not None else ReadConfig()
@@ -78,7 +78,6 @@ class Pipeline:
             self.alert_sinks.append(self.syslog.write)
         self._next_expire = 0.0
         self._other_open: set[int] = set()
-        self.filter_compiles = 0
         self.dissectors = tuple(dissectors)
         self._heads = heads_expression(self.dissectors)
         self.notes: list[str] = []
@@ -86,15 +85,16 @@ class Pipeline:
         self.engine = FlowEngine(
             self.dissectors, self._on_event, self._on_close, self.config.engine
         )
-        self.associations = associations
+        # Every ended association or connection goes to each of these (JSON lines, Zeek log).
+        self.record_sinks: list[Callable[[dict[str, Any]], None]] = []
+        if associations is not None:
+            self.record_sinks.append(associations.write)
         self.events = events
-        self.records: list[dict[str, Any]] = []
         self.talkers: dict[tuple[str, str, int], Talker] = {}
         self.cut_offs: list[str] = []
         self.files = 0
         self.sessions_closed = 0
         self.started = time.monotonic()
-        self.keep_records = False
         self.last_ts = 0.0
 
     # -- reading --------------------------------------------------------------------
@@ -136,7 +136,6 @@ class Pipeline:
             all_tcp = all_tcp_filter(capture.linktype)
             self._process(capture.packets(all_tcp, result, progress), decode, None)
             self._note_cut(capture, result)
-        self.filter_compiles += terms.compiles
         counted = counting()
         self.counters.packets += counted if counted is not None else result.packets
         self.counters.capture_file_bytes += capture.size
@@ -171,7 +170,7 @@ class Pipeline:
     def tls_hello(self, seg: Segment) -> bool:
         """A TLS ClientHello: run the tls-on-dicom-port check; True if it was one."""
         payload = seg.payload
-        if payload[:2] != b"\x16\x03" or len(payload) < 6 or payload[5] != 1:
+        if len(payload) < 6 or not payload.startswith(b"\x16\x03") or payload[5] != 1:
             return False
         for finding in self.policy.on_tls_hello(seg):
             self._finding(finding)
@@ -222,7 +221,7 @@ class Pipeline:
                 continue
             # Past the term cap the filter admits all TCP: apply the head test here.
             if terms is None:
-                if seg.payload[:2] == b"\x16\x03":
+                if seg.payload.startswith(b"\x16\x03"):
                     self.tls_hello(seg)
             elif terms.fallback and not terms.covers(seg) and not self._admit_head(seg, terms):
                 continue
@@ -288,6 +287,10 @@ class Pipeline:
             if self.events is not None and isinstance(session, DicomSession):
                 self.events.write(anomaly_event(info, session, event))
 
+    def _record(self, record: dict[str, Any]) -> None:
+        for sink in self.record_sinks:
+            sink(record)
+
     def _on_other_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         """An event of a plug-in dissector: counted; the first one runs the generic policy."""
         kind = "anomaly" if hasattr(event, "reason") else "message"
@@ -312,10 +315,7 @@ class Pipeline:
                     zones.lookup(record["destination"]["ip"]).name,
                 )
                 self.counters.plugin_connections[(info.protocol, *pair)] += 1
-                if self.associations is not None:
-                    self.associations.write(record)
-                if self.keep_records:
-                    self.records.append(record)
+                self._record(record)
             return
         for finding in self.policy.on_close(info, session):
             self._finding(finding)
@@ -337,10 +337,7 @@ class Pipeline:
             talker = self.talkers.setdefault(key, Talker())
         talker.associations += 1
         talker.pdata_bytes += dicom["pdata"]["bytes"]
-        if self.associations is not None:
-            self.associations.write(record)
-        if self.keep_records:
-            self.records.append(record)
+        self._record(record)
 
     @property
     def active_associations(self) -> int:

@@ -32,7 +32,6 @@ class TermSet:
         self.flows: dict[FlowKey4, int | None] = {}  # connection -> its VLAN id
         self.tagged = False
         self.fallback = False
-        self.compiles = 0
         self._installed: str | None = None
 
     def __bool__(self) -> bool:
@@ -73,5 +72,4 @@ class TermSet:
     def opening(self) -> str:
         """The filter a reader is opened with; later installs compare against it."""
         self._installed = self.expression()
-        self.compiles += 1
         return self._installed

@@ -28,7 +28,6 @@ from typing import Any, cast
 from .capture import CaptureError
 from .counters import SensorCounters
 from .flows import EngineStats
-from .jsonl import JsonLines
 from .policy.inventory import Inventory, Node
 from .reassembly import ReassemblyStats
 
@@ -161,8 +160,8 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         config = dataclasses.replace(config, state_file=None)
     pipeline = Pipeline(
         load_dissectors(),
-        associations=cast(JsonLines, QueueSink(queue, "record")),
-        events=cast(JsonLines, QueueSink(queue, "event")),
+        associations=QueueSink(queue, "record"),
+        events=QueueSink(queue, "event"),
         policy_config=config,
     )
     drops = {"kernel": 0, "interface": 0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dissectors.base import Direction, Summarized
+from dissectors.base import Summarized
 from dissectors.dicom.association import DicomSession
 from dissectors.dicom.constants import VERIFICATION_SOP_CLASS, CommandField
 from dissectors.dicom.events import (
@@ -498,7 +498,3 @@ class PolicyEngine:
                 f"association, {window_total:,} within {rule.params['window']:g} s",
                 bulk={"association_bytes": sent, "window_bytes": window_total},
             )
-
-    def direction_of(self, info: FlowInfo, session: DicomSession) -> Direction:
-        """The requestor's direction (exposed for tests)."""
-        return endpoints(info, session.state)[2]

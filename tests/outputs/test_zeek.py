@@ -16,9 +16,7 @@ import dpkt
 import pytest
 
 from sensor.cli import main
-from sensor.jsonl import JsonLines
 from sensor.outputs.identity import zeek_uid
-from sensor.outputs.tee import TeeLines, fan_out
 from sensor.outputs.zeek import (
     EMPTY_FIELD,
     FIELDS,
@@ -358,21 +356,13 @@ def test_other_records_are_left_out(tmp_path: Path) -> None:
     assert (tmp_path / "dicom.log").read_text() == ""
 
 
-def test_tee_feeds_both_and_closes_neither(tmp_path: Path) -> None:
-    record = _a_record(tmp_path)
-    jsonl = JsonLines(str(tmp_path / "a.jsonl"))
-    zeek = ZeekLog(str(tmp_path / "dicom.log"))
-    tee = fan_out(jsonl, zeek)
-    assert isinstance(tee, TeeLines)
-    tee.write(record)
-    tee.close()
-    jsonl.write(record)  # still open
-    jsonl.close()
-    zeek.close()
-    assert len(json_lines(tmp_path / "a.jsonl")) == 2
-    assert len(zeeklog.parse((tmp_path / "dicom.log").read_text()).rows) == 1
-    assert fan_out(None, jsonl) is jsonl
-    assert fan_out(None, None) is None
+def test_one_read_feeds_records_and_zeek_log_alike(tmp_path: Path) -> None:
+    capture, config = scenario("perimeter")
+    records, log = tmp_path / "a.jsonl", tmp_path / "dicom.log"
+    argv = ["read", str(capture), "-c", str(config), "-q"]
+    assert main([*argv, "--associations", str(records), "--zeek-log", str(log)]) == 0
+    rows = zeeklog.parse(log.read_text()).rows
+    assert len(rows) == len(json_lines(records)) > 0
 
 
 def test_zeek_log_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:

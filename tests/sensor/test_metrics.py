@@ -146,3 +146,26 @@ def test_exposition_passes_promtool(tmp_path: Path) -> None:
         ["promtool", "check", "metrics"], stdin=path.open("rb"), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", ["dcmtk-find-move-get", "dcmtk-echo-104"])
+def test_retransmissions_equal_tsharks_count(case: str) -> None:
+    capture = ROOT / "pcaps" / case / "capture.pcap"
+    shown = subprocess.run(
+        ["tshark", "-r", str(capture), "-Y", "tcp.analysis.retransmission"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    registry = registry_for(_read(case))
+    labels = {"reason": "retransmission"}
+    assert registry.get_sample_value("dicom_sensor_stream_anomalies_total", labels) == len(shown)
+
+
+def test_retransmissions_and_overlaps_of_the_derived_case_are_counted() -> None:
+    # Exact and overlapping retransmissions, nothing lost (tshark files one overlap as a
+    # retransmission, so only the presence of each kind is compared here).
+    registry = registry_for(_read("derived-reordered-retransmitted"))
+    for reason, positive in (("retransmission", True), ("overlap", True), ("gap", False)):
+        value = registry.get_sample_value("dicom_sensor_stream_anomalies_total", {"reason": reason})
+        assert (value or 0) > 0 if positive else value == 0, reason
