@@ -14,7 +14,7 @@ Targets:
   ``DicomError``), ``consumed`` stays within the data, the unconsumed tail stays under one
   associate PDU cap, and the association record built from the session is JSON with the
   required fields.
-- ``pipeline``: a whole capture file through :class:`sensor.capture.OfflineCapture` and
+- ``pipeline``: a whole capture file through :class:`sensor.capture.offline.OfflineCapture` and
   :class:`sensor.pipeline.Pipeline` (two-pass BPF read, decode, flow table, reassembly,
   policy), seeded from the real captures and mutated by records: bytes flipped in headers
   and payloads, records truncated, duplicated, reordered, dropped, lengths and link type
@@ -284,8 +284,8 @@ def run_session_program(data: bytes) -> int:
     """Drive one DicomSession with a program; the number of events. Raises Finding."""
     from dissectors.base import CloseReason, Direction
     from dissectors.dicom import DEFAULT_LIMITS, DicomSession
-    from sensor.flows import FlowInfo
-    from sensor.record import build_record
+    from sensor.flow.table import FlowInfo
+    from sensor.outputs.records import build_record
 
     detected, ops = decode_program(data)
     session = DicomSession(detected)
@@ -327,9 +327,9 @@ class PipelineOutcome:
 def run_pipeline_capture(data: bytes, workdir: Path) -> PipelineOutcome:
     """One capture file through OfflineCapture and Pipeline, outputs checked. Raises Finding."""
     from dissectors.registry import load_dissectors
-    from sensor.capture import CaptureError, OfflineCapture
-    from sensor.jsonl import JsonLines
-    from sensor.metrics import exposition
+    from sensor.capture.offline import CaptureError, OfflineCapture
+    from sensor.outputs.jsonl import JsonLines
+    from sensor.outputs.metrics import exposition
     from sensor.pipeline import Pipeline
 
     started = time.monotonic()
@@ -615,11 +615,6 @@ def atheris_worker(target: str, seconds: int, out: Path, exec_timeout: int, rss_
         import dissectors.dicom.association
         import dissectors.dicom.items
         import dissectors.dicom.pdu  # noqa: F401
-        import sensor.decode
-        import sensor.flows
-        import sensor.pipeline
-        import sensor.reassembly
-        import sensor.record  # noqa: F401
 
     corpus = out / f"corpus-{target}"
     corpus.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,14 @@
-"""The offline pipeline: captures in, association records, events and counters out."""
+"""The one pipeline: packets from any source through the flow engine, policy and outputs.
+
+Offline files (two prefiltered passes), standard input (one pass), a live interface and
+each capture worker all feed the same :class:`Pipeline`; only the source differs.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,19 +21,21 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .bpf import all_tcp_filter, heads_expression, heads_filter
-from .capture import OfflineCapture, ReadResult
-from .config import Config, default_config
+from .capture.bpf import all_tcp_filter, heads_expression, heads_filter
+from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
+from .capture.offline import OfflineCapture, Packet, ReadResult
+from .capture.prefilter import TermSet, flow_key
 from .counters import SensorCounters
-from .decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
-from .events import anomaly_event
-from .flows import EngineConfig, FlowEngine, FlowInfo
-from .jsonl import Sink
+from .flow.endpoints import endpoints
+from .flow.engine import FlowEngine
+from .flow.table import EngineConfig, FlowInfo
+from .outputs.events import anomaly_event
+from .outputs.jsonl import Sink
+from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
+from .policy.config import Config, default_config
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
-from .record import build_generic_record, build_record, endpoints
-from .terms import TermSet, flow_key
 
 Progress = Callable[[int], None]
 MAX_TALKERS = 10_000
@@ -72,7 +78,7 @@ class Pipeline:
             self.alert_sinks.append(events.write)
         self.syslog = None
         if self.policy_config.syslog is not None:
-            from .syslog import SyslogSender
+            from .outputs.syslog import SyslogSender
 
             self.syslog = SyslogSender(self.policy_config.syslog)
             self.alert_sinks.append(self.syslog.write)
@@ -121,7 +127,7 @@ class Pipeline:
             # libpcap cannot pick heads out of this capture: every frame comes to Python,
             # where it is decoded (and counted by drop reason) like any other.
             self.notes.append(f"{capture.path}: {unfiltered}; read without a BPF prefilter")
-            self._process(capture.packets(None, result, progress), decode, None)
+            self.feed(capture.packets(None, result, progress), decode, None)
             self._note_cut(capture, result)
         elif capture.passes_allowed >= 2:
             heads = ReadResult()
@@ -129,12 +135,12 @@ class Pipeline:
             self._collect_heads(capture.packets(first_pass, heads, progress), decode, terms)
             self._note_cut(capture, heads)
             if terms:
-                self._process(capture.packets(terms.opening(), result, progress), decode, terms)
+                self.feed(capture.packets(terms.opening(), result, progress), decode, terms)
         else:
             # One pass over every TCP segment: a flow's packets before its first head
             # (handshake, reordering) must reach the engine too.
             all_tcp = all_tcp_filter(capture.linktype)
-            self._process(capture.packets(all_tcp, result, progress), decode, None)
+            self.feed(capture.packets(all_tcp, result, progress), decode, None)
             self._note_cut(capture, result)
         counted = counting()
         self.counters.packets += counted if counted is not None else result.packets
@@ -199,10 +205,16 @@ class Pipeline:
             self.cut_offs.append(f"{capture.path}: {result.cut_off}")
             self.counters.captures_cut_off += 1
 
-    def _process(
-        self, packets: Any, decode: Callable[[float, bytes], Any], terms: TermSet | None
+    def feed(
+        self,
+        packets: Iterable[Packet],
+        decode: Callable[[float, bytes], Any],
+        terms: TermSet | None = None,
     ) -> None:
-        """Feed packets to the engine; with ``terms``, only those of followed flows and heads."""
+        """Feed packets to the engine; with ``terms``, only those of followed flows and heads.
+
+        The one packet loop of the sensor: offline passes and live interfaces call it alike.
+        """
         engine = self.engine
         stats = engine.stats
         process = engine.process

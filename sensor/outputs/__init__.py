@@ -1,6 +1,7 @@
-"""Outputs for existing security stacks: Suricata EVE JSON and Zeek-style logs.
+"""What leaves the sensor: association records, events, Suricata EVE, Zeek logs, syslog,
+Prometheus metrics (file and endpoint), whole-file outputs and the run summary.
 
-Each format is a pure function from the sensor's own ECS-shaped dicts (association
-records, alert and anomaly events) plus a line sink that writes it, so the pipeline
-and the policy never learn about foreign formats.
+Foreign formats are pure functions of the sensor's own ECS-shaped dicts plus a sink, so the
+pipeline and the policy never learn about them. May import: dissectors/, sensor.capture,
+sensor.flow, sensor.policy, sensor.counters, sensor.timefmt.
 """

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..jsonl import JsonLines
 from .identity import endpoints_of, flow_id
+from .jsonl import JsonLines
 
 GID = 1
 REV = 1

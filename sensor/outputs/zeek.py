@@ -13,8 +13,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from ..jsonl import JsonLines
 from .identity import endpoints_of, zeek_uid
+from .jsonl import JsonLines
 
 PATH = "dicom"
 DATASET = "dicom.association"  # the records this log is made of

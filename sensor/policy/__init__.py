@@ -1,1 +1,4 @@
-"""Network-zone policy: zones, rules, alert folding, learned baseline and inventory."""
+"""Network-zone policy: config, zones, rules, alert folding, learned baseline and inventory.
+
+May import: dissectors/, sensor.capture, sensor.flow, sensor.timefmt.
+"""

@@ -16,12 +16,12 @@ from dissectors.dicom.events import (
 from dissectors.dicom.items import UserInformation
 from dissectors.dicom.vendors import vendor_for
 
-from ..bpf import PLAIN_DICOM_PORTS
-from ..config import Config, RuleConfig
-from ..decode import Segment
-from ..flows import FlowInfo
-from ..record import endpoints, generic_endpoints
+from ..capture.bpf import PLAIN_DICOM_PORTS
+from ..capture.decode import Segment
+from ..flow.endpoints import endpoints, generic_endpoints
+from ..flow.table import FlowInfo
 from .baseline import Baseline, Novelty
+from .config import Config, RuleConfig
 from .findings import Finding, allowed
 from .inventory import Inventory
 from .view import AssociationView, view_of

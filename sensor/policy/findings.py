@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import AllowEntry, RuleConfig
+from .config import AllowEntry, RuleConfig
 from .view import AssociationView
 
 

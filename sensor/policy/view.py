@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from dissectors.dicom.association import DicomSession
 from dissectors.dicom.pdu import AssociateRQ
 
-from ..flows import FlowInfo
-from ..record import endpoints
+from ..flow.endpoints import endpoints
+from ..flow.table import FlowInfo
 from .zones import Trust, Zone, ZoneMap
 
 

@@ -31,8 +31,8 @@ import pytest
 import yaml
 
 from dissectors.registry import load_dissectors
-from sensor.capture import OfflineCapture
-from sensor.metrics import exposition
+from sensor.capture.offline import OfflineCapture
+from sensor.outputs.metrics import exposition
 from sensor.pipeline import Pipeline
 from sensor.policy.catalogue import RULES
 

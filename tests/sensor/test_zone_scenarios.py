@@ -298,7 +298,7 @@ def test_check_config_accepts_the_example() -> None:
 
 
 def test_example_zone_lookup_by_longest_prefix() -> None:
-    from sensor.config import load_config
+    from sensor.policy.config import load_config
 
     zones = load_config(EXAMPLE).zones
     assert zones.lookup("10.30.0.5").name == "pacs"

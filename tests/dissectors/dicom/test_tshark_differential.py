@@ -676,7 +676,7 @@ class Feeder:
         self.out.events.extend(events)
 
     def gap(self, direction: Direction, missing: int, ts: float) -> None:
-        # As sensor/flows.py does: bytes kept before a hole cannot join bytes after it.
+        # As sensor/flow/stream.py does: bytes kept before a hole cannot join bytes after it.
         self.tail[direction] = b""
         self.log.append((direction, None, missing, ts))
         self.out.events.extend(self.session.gap(direction, missing, ts))

@@ -12,9 +12,9 @@ import yaml
 
 from dissectors.dicom import DicomSession
 from dissectors.dicom.probe import DETECTED_BY_RQ
-from sensor.config import Config, load_config
-from sensor.flows import FlowInfo
+from sensor.flow.table import FlowInfo
 from sensor.policy.alerts import alert_event
+from sensor.policy.config import Config, load_config
 from sensor.policy.engine import PolicyEngine
 from sensor.policy.findings import Finding
 from tests.dissectors.dicom import framing as f

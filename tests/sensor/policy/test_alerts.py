@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import default_rules
 from sensor.policy.alerts import AlertFolder, alert_event
 from sensor.policy.catalogue import DICOM_RULES, RULES, RULES_BY_ID, RuleSpec, Severity
+from sensor.policy.config import default_rules
 from sensor.policy.findings import Finding
 from sensor.policy.view import AssociationView
 from sensor.policy.zones import DEFAULT_EXTERNAL, DEFAULT_INTERNAL, Zone

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import (
+from sensor.policy.catalogue import RULES, RULES_BY_ID, Severity
+from sensor.policy.config import (
     AllowEntry,
     Config,
     ConfigError,
@@ -17,7 +18,6 @@ from sensor.config import (
     describe,
     load_config,
 )
-from sensor.policy.catalogue import RULES, RULES_BY_ID, Severity
 from sensor.policy.zones import Trust
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from sensor.config import ConfigError, default_config, load_config
 from sensor.policy.catalogue import DICOM_RULES, RULES_BY_ID
+from sensor.policy.config import ConfigError, default_config, load_config
 from sensor.policy.engine import PolicyEngine
 from tests.dissectors.dicom import framing as f
 from tests.dissectors.dicom import vectors as v

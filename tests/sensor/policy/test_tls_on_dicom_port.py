@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import default_config, load_config
-from sensor.decode import Segment
+from sensor.capture.decode import Segment
 from sensor.pipeline import Pipeline
+from sensor.policy.config import default_config, load_config
 from sensor.policy.engine import PolicyEngine
 
 # A TLS 1.2 record header and the start of a ClientHello (handshake type 1).

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from sensor.config import default_config
+from sensor.policy.config import default_config
 from sensor.policy.zones import DEFAULT_EXTERNAL, DEFAULT_INTERNAL, Trust, Zone, ZoneMap
 
 

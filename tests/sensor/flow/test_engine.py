@@ -18,8 +18,9 @@ from dissectors.base import (
     ProbeResult,
     Verdict,
 )
-from sensor.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, DropReason, Segment
-from sensor.flows import EngineConfig, FlowEngine, FlowInfo
+from sensor.capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, DropReason, Segment
+from sensor.flow.engine import FlowEngine
+from sensor.flow.table import EngineConfig, FlowInfo
 
 CLIENT = ("10.0.0.9", 50000)
 SERVER = ("10.0.0.1", 104)

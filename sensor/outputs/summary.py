@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TextIO
-
-from .pipeline import Pipeline
+from typing import Any, TextIO
 
 
 def _human_bytes(n: int) -> str:
@@ -21,7 +19,7 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counter.most_common()) or "none"
 
 
-def write_summary(pipeline: Pipeline, elapsed: float, out: TextIO, outputs: dict[str, str]) -> None:
+def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str, str]) -> None:
     """Associations by result and end, top talkers, anomalies, throughput, where outputs went."""
     c = pipeline.counters
     stats = pipeline.engine.stats

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import start_http_server
-
-from .pipeline import Pipeline
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 
@@ -31,7 +30,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def serve_metrics(
-    pipeline: Pipeline,
+    pipeline: Any,
     listen: str,
     certfile: str | None = None,
     keyfile: str | None = None,

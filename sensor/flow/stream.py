@@ -6,7 +6,7 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .decode import TH_FIN, TH_SYN
+from ..capture.decode import TH_FIN, TH_SYN
 
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_HALF = 1 << 31

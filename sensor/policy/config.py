@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .policy.catalogue import RULES, RULES_BY_ID, Severity
-from .policy.zones import DEFAULT_EXTERNAL, DEFAULT_INTERNAL, IPNetwork, Trust, Zone, ZoneMap
+from .catalogue import RULES, RULES_BY_ID, Severity
+from .zones import DEFAULT_EXTERNAL, DEFAULT_INTERNAL, IPNetwork, Trust, Zone, ZoneMap
 
 
 class ConfigError(Exception):

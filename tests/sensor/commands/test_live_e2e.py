@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DCMTK = Path("/usr/bin")
 METRICS_PORT = 9464
 NOBODY = 65534
@@ -67,7 +67,7 @@ EXT, PACS, MODALITY, OFFICE, OFFICE2 = (HOSTS[h] for h in HOSTS)
 ON_LINK = ("10.0.0.0/8", "198.51.100.0/24")
 
 CONFIG = """\
-# Zones of the live end-to-end test's address plan (tests/live/test_live_e2e.py).
+# Zones of the live end-to-end test's address plan (tests/sensor/commands/test_live_e2e.py).
 zones:
   radiology:
     cidrs: [10.20.0.0/24]

@@ -7,9 +7,9 @@ from typing import Any
 from dissectors.dicom.association import DicomSession
 from dissectors.dicom.events import Anomaly, GapDetected
 
-from .flows import FlowInfo
-from .record import endpoints
-from .timefmt import iso
+from ..flow.endpoints import endpoints
+from ..flow.table import FlowInfo
+from ..timefmt import iso
 
 
 def association_identity(info: FlowInfo, session: DicomSession) -> dict[str, Any]:

@@ -4,33 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dissectors.base import Direction, Summarized
+from dissectors.base import Summarized
 from dissectors.dicom.association import AssociationState, DicomSession
 from dissectors.dicom.items import UserInformation
 from dissectors.dicom.names import uid_name
 from dissectors.dicom.vendors import vendor_for
 
-from .flows import FlowInfo
-from .timefmt import iso
-
-Endpoint = tuple[str, int]
-
-
-def endpoints(info: FlowInfo, state: AssociationState) -> tuple[Endpoint, Endpoint, Direction]:
-    """(requestor, acceptor, the requestor's direction), best evidence first."""
-    requestor = state.requestor
-    if requestor is None:
-        # Nothing said who asked: the TCP client if the SYN was seen, else the side that matched.
-        if info.client_ip is not None and info.client_port is not None:
-            is_origin = (info.client_ip, info.client_port) == (info.origin_ip, info.origin_port)
-            requestor = Direction.ORIGIN if is_origin else Direction.PEER
-        else:
-            requestor = Direction.ORIGIN
-    origin = (info.origin_ip, info.origin_port)
-    peer = (info.peer_ip, info.peer_port)
-    if requestor is Direction.ORIGIN:
-        return origin, peer, requestor
-    return peer, origin, requestor
+from ..flow.endpoints import endpoints, generic_endpoints
+from ..flow.table import FlowInfo
+from ..timefmt import iso
 
 
 def _implementation(ui: UserInformation | None) -> dict[str, Any] | None:
@@ -209,18 +191,6 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         "destination": {"ip": dst_ip, "port": dst_port},
         "dicom": dicom,
     }
-
-
-def generic_endpoints(info: FlowInfo, originator: Direction | None) -> tuple[Endpoint, Endpoint]:
-    """(client, server) of a non-DICOM session: its own word, else the SYN, else the match."""
-    origin = (info.origin_ip, info.origin_port)
-    peer = (info.peer_ip, info.peer_port)
-    if originator is not None:
-        return (origin, peer) if originator is Direction.ORIGIN else (peer, origin)
-    if info.client_ip is not None and info.client_port is not None:
-        client = (info.client_ip, info.client_port)
-        return (client, peer if client == origin else origin)
-    return origin, peer
 
 
 def build_generic_record(

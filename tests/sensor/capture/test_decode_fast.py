@@ -10,9 +10,9 @@ import dpkt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensor.decode import _decode_ethernet, _fast_ethernet, decoder_for
+from sensor.capture.decode import _decode_ethernet, _fast_ethernet, decoder_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sensor.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PCAPS = ROOT / "pcaps"
 ZONES = PCAPS / "zones"
 SCENARIOS = sorted(p.parent.name for p in ZONES.glob("*/capture.pcap"))

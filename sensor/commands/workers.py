@@ -25,11 +25,21 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
-from .capture import CaptureError
-from .counters import SensorCounters
-from .flows import EngineStats
-from .policy.inventory import Inventory, Node
-from .reassembly import ReassemblyStats
+from ..capture.errors import CaptureError
+from ..capture.live import LiveSource, drop_privileges
+from ..counters import SensorCounters
+from ..flow.stream import ReassemblyStats
+from ..flow.table import EngineStats
+from ..policy.inventory import Inventory, Node
+from .live import (
+    INVENTORY_SECONDS,
+    Signals,
+    live_loop,
+    log,
+    open_sinks,
+    totals,
+    write_state,
+)
 
 SNAPSHOT_SECONDS = 1.0
 STOP_GRACE_SECONDS = 20.0
@@ -138,20 +148,19 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     """One worker's whole life; it reports through ``queue`` and never writes files."""
     from dissectors.registry import load_dissectors
 
-    from . import live
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
-    signals = live._Signals()
+    signals = Signals()
     signals.install()
     try:
         sources = [
-            live.LiveSource.open(
+            LiveSource.open(
                 i, args.snaplen, not args.no_promisc, args.buffer_mb, args.bpf, fanout_group=group
             )
             for i in args.interface
         ]
         if args.user:
-            live.drop_privileges(args.user)
+            drop_privileges(args.user)
     except CaptureError as exc:
         queue.put(("error", index, str(exc)))
         queue.put(("done", index, None))
@@ -172,9 +181,9 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     def report() -> None:
         queue.put(("snapshot", index, _snapshot(pipeline, drops)))
 
-    live._loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report)
+    live_loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report)
     pipeline.finish()
-    received, kernel, interface = live._totals(sources)
+    received, kernel, interface = totals(sources)
     pipeline.counters.packets = received
     drops.update(kernel=kernel, interface=interface)
     report()
@@ -185,7 +194,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     """The parent: start the workers, write what they send, merge, stop them on a signal."""
     from dissectors.registry import load_dissectors
 
-    from . import cli, live, metrics, serve  # noqa: F401  (imported before any privilege drop)
+    from ..outputs import jsonl, metrics, serve, syslog  # noqa: F401  (before any privilege drop)
+    from ..outputs.serve import ListenError, serve_metrics
 
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -206,25 +216,25 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
 
     try:
         if args.user:
-            live.drop_privileges(args.user)
+            drop_privileges(args.user)
     except CaptureError as exc:
         return abort(str(exc))
     if args.no_root and os.geteuid() == 0:
         return abort("--no-root: still running as root; give --user")
     try:
-        sinks = live._open_sinks(args)
+        sinks = open_sinks(args)
     except OSError as exc:
         return abort(f"cannot write output: {exc.strerror}: {exc.filename}")
     if args.metrics_listen:
         try:
-            serve.serve_metrics(
+            serve_metrics(
                 cast(Any, merged), args.metrics_listen, args.tls_cert, args.tls_key, merged.drops
             )
-        except serve.ListenError as exc:
+        except ListenError as exc:
             return abort(str(exc))
-    signals = live._Signals()
+    signals = Signals()
     signals.install()
-    live.log(
+    log(
         "capture.started",
         interfaces=args.interface,
         workers=args.workers,
@@ -236,7 +246,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     done: set[int] = set()
     errors: list[str] = []
     stop_sent_at: float | None = None
-    next_state = time.monotonic() + live.INVENTORY_SECONDS
+    next_state = time.monotonic() + INVENTORY_SECONDS
     while len(done) < len(workers):
         if signals.stop and stop_sent_at is None:
             stop_sent_at = time.monotonic()
@@ -271,16 +281,16 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         elif kind == "done":
             done.add(index)
         if time.monotonic() >= next_state:
-            next_state = time.monotonic() + live.INVENTORY_SECONDS
-            live._write_state(merged, args, merged.drops)
+            next_state = time.monotonic() + INVENTORY_SECONDS
+            write_state(merged, args, merged.drops)
     for proc in workers:
         proc.join(timeout=2)
     for sink in sinks.values():
         sink.close()
     if errors:
         return fail(errors[0])
-    live._write_state(merged, args, merged.drops)
-    live.log(
+    write_state(merged, args, merged.drops)
+    log(
         "capture.stopped",
         workers=args.workers,
         inspected_per_worker=[
@@ -291,7 +301,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         dropped_interface=merged.drops["interface"],
         associations=sum(merged.counters.associations.values()),
     )
-    return live.EXIT_OK
+    return 0
 
 
 def _receive(queue: Any) -> tuple[str, int, Any]:

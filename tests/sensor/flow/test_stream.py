@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensor.decode import TH_ACK, TH_FIN, TH_SYN
-from sensor.reassembly import Chunk, Gap, ReassemblyStats, StreamAnomaly, StreamReassembler
+from sensor.capture.decode import TH_ACK, TH_FIN, TH_SYN
+from sensor.flow.stream import Chunk, Gap, ReassemblyStats, StreamAnomaly, StreamReassembler
 
 ISN = 1000
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensor.decode import (
+from sensor.capture.decode import (
     SUPPORTED_LINKTYPES,
     TH_ACK,
     TH_SYN,

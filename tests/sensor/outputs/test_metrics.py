@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from dissectors.registry import load_dissectors
-from sensor.capture import OfflineCapture
-from sensor.metrics import exposition, registry_for
+from sensor.capture.offline import OfflineCapture
+from sensor.outputs.metrics import exposition, registry_for
 from sensor.pipeline import Pipeline
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _read(*cases: str) -> Pipeline:

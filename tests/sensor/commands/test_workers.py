@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CASES = ["dcmtk-find-move-get", "dcmtk-store-11112", "abort-by-acceptor", "derived-parallel"]
 CAPTURES = [ROOT / "pcaps" / case / "capture.pcap" for case in CASES]
 # Enough connections that the kernel's flow hash cannot put them all on one worker

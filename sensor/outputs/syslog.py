@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import SyslogConfig
+from ..policy.config import SyslogConfig
 
 # Our severities onto syslog's: critical 2, error 3, warning 4, notice 5, informational 6.
 _SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}

@@ -19,12 +19,11 @@ from dissectors.base import CloseReason
 from dissectors.dicom.constants import COMMAND_NAMES, StatusClass
 from dissectors.dicom.errors import Reason
 
-from . import __version__
-from .decode import DropReason
-from .flows import EngineAnomaly
-from .pipeline import Pipeline
-from .policy.catalogue import RULES
-from .reassembly import StreamAnomaly
+from .. import __version__
+from ..capture.decode import DropReason
+from ..flow.stream import StreamAnomaly
+from ..flow.table import EngineAnomaly
+from ..policy.catalogue import RULES
 
 RESULTS = ("accepted", "rejected", "no-response")
 ENDS = ("released", "aborted", *(r.value for r in CloseReason))
@@ -66,7 +65,7 @@ def _single(
 class SensorCollector(Collector):
     """Reads a pipeline's counters when scraped."""
 
-    def __init__(self, pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> None:
+    def __init__(self, pipeline: Any, drops: Mapping[str, int] | None = None) -> None:
         self.pipeline = pipeline
         self.capture_drops = drops  # live capture: {"kernel": n, "interface": n}
 
@@ -261,14 +260,14 @@ class SensorCollector(Collector):
         )
 
 
-def registry_for(pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> CollectorRegistry:
+def registry_for(pipeline: Any, drops: Mapping[str, int] | None = None) -> CollectorRegistry:
     """A private registry holding only this pipeline's metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SensorCollector(pipeline, drops))
     return registry
 
 
-def exposition(pipeline: Pipeline, drops: Mapping[str, int] | None = None) -> bytes:
+def exposition(pipeline: Any, drops: Mapping[str, int] | None = None) -> bytes:
     """The Prometheus text exposition of the pipeline's metrics."""
     return generate_latest(registry_for(pipeline, drops))
 

@@ -12,7 +12,7 @@ import pytest
 
 from sensor.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = ROOT / "pcaps" / "zones" / "perimeter"
 HEADER = re.compile(
     r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+Z) (?P<host>\S+) dicom-sensor (?P<pid>\d+) (?P<msgid>\S+) "

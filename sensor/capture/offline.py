@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import pcapy
 
+from .errors import CaptureError, one_line
+
 Packet = tuple[float, bytes, int]  # timestamp, captured bytes, length on the wire
 
 
@@ -28,20 +30,12 @@ def _pcap_snaplen(path: str) -> int | None:
     return None
 
 
-class CaptureError(Exception):
-    """A capture that cannot be opened or read at all; the message is one line."""
-
-
 @dataclass(slots=True)
 class ReadResult:
     """How one pass over a capture ended."""
 
     packets: int = 0
     cut_off: str | None = None  # why reading stopped early (a file truncated mid-packet)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class OfflineCapture:
@@ -68,7 +62,7 @@ class OfflineCapture:
             return pcapy.open_offline(self.path)
         except pcapy.PcapError as exc:
             raise CaptureError(
-                f"{self.path}: not a readable pcap or pcapng file ({_one_line(exc)})"
+                f"{self.path}: not a readable pcap or pcapng file ({one_line(exc)})"
             ) from None
 
     @property
@@ -104,7 +98,7 @@ class OfflineCapture:
             try:
                 header, data = next_packet()
             except pcapy.PcapError as exc:
-                result.cut_off = _one_line(exc)
+                result.cut_off = one_line(exc)
                 break
             if header is None:
                 break
@@ -122,7 +116,7 @@ class OfflineCapture:
         try:
             self._reader.setfilter(bpf)
         except pcapy.PcapError as exc:
-            raise CaptureError(f"BPF filter does not compile: {_one_line(exc)}") from None
+            raise CaptureError(f"BPF filter does not compile: {one_line(exc)}") from None
 
     def start_count(self) -> Callable[[], int | None]:
         """Count every packet of the file in a forked child, on another core.

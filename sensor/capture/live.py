@@ -1,0 +1,127 @@
+"""Live sources: network interfaces opened with libpcap, their kernel filter, privilege drop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pcapy
+
+from .bpf import all_tcp_filter
+from .decode import decoder_for
+from .errors import CaptureError, one_line
+
+# pcap_activate()'s negative results (pcap/pcap.h), as pcapy-ng returns them.
+_ACTIVATE_ERRORS = {
+    -1: "capture error",
+    -5: "no such device",
+    -8: "permission denied (run as root, or grant the program CAP_NET_RAW and CAP_NET_ADMIN)",
+    -9: "interface is not up",
+    -6: "monitor mode not supported",
+    -11: "promiscuous mode not permitted",
+}
+
+
+@dataclass(slots=True)
+class LiveSource:
+    """One interface opened with libpcap, non-blocking, its filter in the kernel."""
+
+    interface: str
+    handle: Any
+    linktype: int
+    decode: Callable[[float, bytes], Any]
+    fd: int
+    stats_base: tuple[int, int, int] = field(default=(0, 0, 0))
+
+    @classmethod
+    def open(
+        cls,
+        interface: str,
+        snaplen: int,
+        promisc: bool,
+        buffer_mb: int,
+        user_filter: str | None,
+        fanout_group: int | None = None,
+    ) -> LiveSource:
+        """Open, activate and filter the interface; CaptureError with one line on failure."""
+        try:
+            handle = pcapy.create(interface)
+            handle.set_snaplen(snaplen)
+            handle.set_promisc(1 if promisc else 0)
+            handle.set_timeout(100)
+            handle.set_buffer_size(buffer_mb << 20)
+            status = handle.activate()
+        except pcapy.PcapError as exc:
+            text = one_line(exc)
+            lower = text.lower()
+            if "no such device" in lower or "doesn't exist" in lower:
+                raise CaptureError(f"interface {interface}: no such device") from None
+            if "permission" in lower or "not permitted" in lower:
+                raise CaptureError(
+                    f"interface {interface}: permission denied (run as root, or grant the "
+                    "program CAP_NET_RAW and CAP_NET_ADMIN)"
+                ) from None
+            raise CaptureError(f"interface {interface}: {text}") from None
+        if isinstance(status, int) and status < 0:
+            raise CaptureError(
+                f"interface {interface}: {_ACTIVATE_ERRORS.get(status, f'error {status}')}"
+            )
+        linktype = handle.datalink()
+        expr = all_tcp_filter(linktype)
+        if user_filter:
+            expr = f"({user_filter}) and ({expr})"
+        try:
+            handle.setfilter(expr)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"BPF filter does not compile: {one_line(exc)}") from None
+        if fanout_group is not None:
+            try:
+                handle.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
+            except (pcapy.PcapError, OSError) as exc:
+                raise CaptureError(f"interface {interface}: fanout: {one_line(exc)}") from None
+        handle.setnonblock(1)
+        return cls(interface, handle, linktype, decoder_for(linktype), handle.getfd())
+
+    def stats(self) -> tuple[int, int, int]:
+        """(received, dropped by the kernel, dropped by the interface) since opening."""
+        try:
+            received, dropped, ifdropped = self.handle.stats()
+        except pcapy.PcapError:
+            return self.stats_base
+        self.stats_base = (int(received), int(dropped), int(ifdropped))
+        return self.stats_base
+
+    def packets(self, limit: int) -> Iterator[tuple[float, bytes, int]]:
+        """Up to ``limit`` packets waiting in the kernel buffer: (time, bytes, wire length)."""
+        nxt = self.handle.next
+        for _ in range(limit):
+            try:
+                header, data = nxt()
+            except pcapy.PcapError as exc:
+                raise CaptureError(f"interface {self.interface}: {one_line(exc)}") from None
+            if header is None:
+                return
+            sec, usec = header.getts()
+            yield sec + usec * 1e-6, data, header.getlen()
+
+
+def drop_privileges(user: str) -> None:
+    """Become ``user`` (and its group) for good, once the captures are open."""
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise CaptureError(f"--user {user}: no such user") from None
+    if os.getuid() == entry.pw_uid:
+        return
+    try:
+        groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
+        os.setgroups(groups)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except PermissionError:
+        raise CaptureError(f"--user {user}: cannot switch user (not running as root)") from None

@@ -1,0 +1,165 @@
+"""`dicom-sensor capture -i IFACE`: live capture on a TAP or span port."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..capture.errors import CaptureError
+from ..capture.live import LiveSource, drop_privileges
+from .live import Signals, live_loop, log, open_sinks, totals, write_state
+
+EXIT_OK = 0
+EXIT_FAIL = 2
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    """The capture subcommand; the exit code."""
+    from dissectors.registry import load_dissectors
+
+    from ..pipeline import Pipeline
+    from ..policy.config import ConfigError, default_config, load_config
+
+    def fail(message: str) -> int:
+        print(f"dicom-sensor: {message}", file=sys.stderr)
+        return EXIT_FAIL
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        return fail(str(exc))
+    interfaces: list[str] = args.interface
+    # Everything imported later must be imported while we can still read it: an
+    # unprivileged user may not be able to read the interpreter's library.
+    from ..outputs import files, jsonl, metrics, serve, syslog  # noqa: F401
+
+    "".encode("idna")  # getaddrinfo needs the codec later
+    if args.workers > 1:
+        return _run_workers(args, config, fail)
+    try:
+        sources = [
+            LiveSource.open(i, args.snaplen, not args.no_promisc, args.buffer_mb, args.bpf)
+            for i in interfaces
+        ]
+        if args.user:
+            drop_privileges(args.user)
+    except CaptureError as exc:
+        return fail(str(exc))
+    if args.no_root and os.geteuid() == 0:
+        return fail("--no-root: still running as root after opening the capture; give --user")
+    try:
+        sinks = open_sinks(args)
+    except OSError as exc:
+        return fail(f"cannot write output: {exc.strerror}: {exc.filename}")
+    pipeline = Pipeline(
+        load_dissectors(),
+        associations=sinks.get("associations"),
+        events=sinks.get("events"),
+        policy_config=config,
+    )
+    drops = {"kernel": 0, "interface": 0}
+    if args.metrics_listen:
+        from ..outputs.serve import ListenError, serve_metrics
+
+        try:
+            serve_metrics(pipeline, args.metrics_listen, args.tls_cert, args.tls_key, drops)
+        except ListenError as exc:
+            return fail(str(exc))
+    signals = Signals()
+    signals.install()
+    log(
+        "capture.started",
+        interfaces=interfaces,
+        uid=os.getuid(),
+        config=config.source,
+        metrics=args.metrics_listen,
+        notes=list(config.notes),
+    )
+    if pipeline.policy.baseline.load_error:
+        log("baseline.reset", level="warning", reason=pipeline.policy.baseline.load_error)
+    live_loop(pipeline, sources, signals, drops, args, sinks)
+    pipeline.finish()
+    for sink in sinks.values():
+        sink.close()
+    received, kernel, interface = totals(sources)
+    pipeline.counters.packets = received
+    drops.update(kernel=kernel, interface=interface)
+    write_state(pipeline, args, drops)
+    log(
+        "capture.stopped",
+        packets=received,
+        dropped_kernel=kernel,
+        dropped_interface=interface,
+        associations=sum(pipeline.counters.associations.values()),
+    )
+    return EXIT_OK
+
+
+def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
+    """--workers N: check the interfaces here (one clear error), then hand over."""
+    from .workers import run_workers
+
+    try:
+        for interface in args.interface:
+            probe = LiveSource.open(interface, args.snaplen, not args.no_promisc, 1, args.bpf)
+            probe.handle.close()
+    except CaptureError as exc:
+        return fail(str(exc))
+    return run_workers(args, config, fail)
+
+
+def add_capture_parser(sub: Any) -> None:
+    """Register `capture` with the CLI's subparsers."""
+    p = sub.add_parser("capture", help="capture live from one or more interfaces (TAP, span)")
+    p.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        required=True,
+        metavar="IFACE",
+        help="interface to capture on (repeat for several)",
+    )
+    p.add_argument("-c", "--config", metavar="FILE", help="zone and rule config (YAML)")
+    p.add_argument("--associations", metavar="PATH", help="association records, JSON lines")
+    p.add_argument("--events", metavar="PATH", help="alert and anomaly events, JSON lines")
+    p.add_argument("--inventory", metavar="PATH", help="DICOM nodes, JSON (rewritten every minute)")
+    p.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes, CSV")
+    p.add_argument("--metrics", metavar="PATH", help="Prometheus text file, rewritten every minute")
+    p.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics (e.g. 127.0.0.1:9464)"
+    )
+    p.add_argument(
+        "--tls-cert", metavar="FILE", help="serve /metrics over TLS with this certificate"
+    )
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    p.add_argument(
+        "--snaplen", type=int, default=65535, help="bytes kept per packet (default 65535)"
+    )
+    p.add_argument(
+        "--buffer-mb", type=int, default=64, help="kernel capture buffer in MiB (default 64)"
+    )
+    p.add_argument(
+        "--no-promisc", action="store_true", help="do not put the interface in promiscuous mode"
+    )
+    p.add_argument("--bpf", metavar="FILTER", help="extra BPF filter, ANDed with 'tcp'")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="capture processes sharing the interfaces in a PACKET_FANOUT group",
+    )
+    p.add_argument("--user", metavar="NAME", help="drop to this user once the capture is open")
+    p.add_argument(
+        "--no-root", action="store_true", help="refuse to write outputs or serve metrics as root"
+    )
+    p.add_argument(
+        "--rotate-mb", type=float, default=0, help="rotate JSON lines files at this size"
+    )
+    p.add_argument(
+        "--rotate-seconds", type=float, default=0, help="rotate JSON lines files at this age"
+    )
+    p.set_defaults(func=run_capture)

@@ -1,0 +1,150 @@
+"""The live capture loop shared by one process and by each worker: signals, ticks, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..capture.errors import CaptureError
+from ..capture.live import LiveSource
+from ..outputs.files import write_file
+
+TICK_SECONDS = 1.0
+INVENTORY_SECONDS = 60.0
+DRAIN_LIMIT = 4096  # packets taken from one interface before looking at the others
+
+
+def log(event: str, **fields: Any) -> None:
+    """One JSON line about the sensor's own lifecycle on stderr (journald picks it up)."""
+    record = {"ts": round(time.time(), 6), "level": fields.pop("level", "info"), "event": event}
+    record.update(fields)
+    print(json.dumps(record, separators=(",", ":")), file=sys.stderr, flush=True)
+
+
+class Signals:
+    """What the signal handlers asked for; the main loop acts on it."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+
+    def install(self) -> None:
+        def stop(signum: int, _: object) -> None:
+            self.stop = True
+
+        def hup(signum: int, _: object) -> None:
+            self.reload = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+
+def open_sinks(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON lines outputs, opened for appending (OSError if one cannot be)."""
+    from ..outputs.jsonl import JsonLines
+
+    rotate_bytes = int(args.rotate_mb * (1 << 20)) if args.rotate_mb else 0
+    sinks: dict[str, Any] = {}
+    for name in ("associations", "events"):
+        path = getattr(args, name)
+        if path:
+            sinks[name] = JsonLines(
+                path,
+                append=True,
+                rotate_bytes=rotate_bytes,
+                rotate_seconds=args.rotate_seconds or 0.0,
+            )
+    return sinks
+
+
+def totals(sources: list[LiveSource]) -> tuple[int, int, int]:
+    """(received, kernel drops, interface drops) summed over the sources."""
+    stats = [s.stats() for s in sources]
+    return sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
+
+
+def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) -> None:
+    """Inventory and metrics files, replaced atomically."""
+    try:
+        if args.inventory:
+            write_file(args.inventory, pipeline.policy.inventory.write_json)
+        if args.inventory_csv:
+            write_file(args.inventory_csv, pipeline.policy.inventory.write_csv)
+        if args.metrics:
+            from ..outputs.metrics import exposition
+
+            text = exposition(pipeline, drops).decode()
+            write_file(args.metrics, lambda fh: fh.write(text))
+    except OSError as exc:
+        log("output.failed", level="error", reason=f"{exc.strerror}: {exc.filename}")
+
+
+def live_loop(
+    pipeline: Any,
+    sources: list[LiveSource],
+    signals: Signals,
+    drops: dict[str, int],
+    args: argparse.Namespace,
+    sinks: dict[str, Any],
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Read every interface until a stop signal; timers run on wall-clock time."""
+    by_fd = {s.fd: s for s in sources}
+    fds = list(by_fd)
+    next_tick = time.time() + TICK_SECONDS
+    next_state = time.time() + INVENTORY_SECONDS
+    while not signals.stop:
+        try:
+            ready, _, _ = select.select(fds, [], [], 0.2)
+        except InterruptedError:
+            ready = []
+        for fd in ready:
+            source = by_fd[fd]
+            try:
+                pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
+            except CaptureError as exc:
+                log("capture.error", level="error", interface=source.interface, reason=str(exc))
+                signals.stop = True
+        now = time.time()
+        if now >= next_tick:
+            next_tick = now + TICK_SECONDS
+            pipeline.tick(now)
+            received, kernel, interface = totals(sources)
+            pipeline.counters.packets = received
+            pipeline.counters.last_packet_ts = pipeline.last_ts
+            drops["kernel"] = kernel
+            drops["interface"] = interface
+            if on_tick is not None:
+                on_tick()
+        if now >= next_state:
+            next_state = now + INVENTORY_SECONDS
+            write_state(pipeline, args, drops)
+            pipeline.policy.baseline.save()
+        if signals.reload:
+            signals.reload = False
+            reload_config(pipeline, args, sinks)
+
+
+def reload_config(pipeline: Any, args: argparse.Namespace, sinks: dict[str, Any]) -> None:
+    """SIGHUP: reopen outputs (logrotate) and reload the config; a bad one keeps the old."""
+    from ..policy.config import ConfigError, load_config
+
+    for sink in sinks.values():
+        sink.reopen()
+    if not args.config:
+        log("config.reloaded", config="embedded default")
+        return
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log("config.rejected", level="error", reason=str(exc), kept=pipeline.policy_config.source)
+        return
+    pipeline.reconfigure(config)
+    log("config.reloaded", config=config.source, notes=list(config.notes))
