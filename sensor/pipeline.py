@@ -6,6 +6,7 @@ each capture worker all feed the same :class:`Pipeline`; only the source differs
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -21,10 +22,10 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .capture.bpf import all_tcp_filter, heads_expression, heads_filter
+from .capture.bpf import PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
 from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
 from .capture.offline import OfflineCapture, Packet, ReadResult
-from .capture.prefilter import TermSet, flow_key
+from .capture.prefilter import MAX_PORTS, Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints
 from .flow.engine import FlowEngine
@@ -47,7 +48,7 @@ class ReadConfig:
     """How the offline reader works."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
-    max_filter_terms: int = 48
+    max_filter_ports: int = MAX_PORTS
 
 
 @dataclass(slots=True)
@@ -91,6 +92,14 @@ class Pipeline:
         self.engine = FlowEngine(
             self.dissectors, self._on_event, self._on_close, self.config.engine
         )
+        # The exact set followed, of any size; libpcap or the kernel admits a superset.
+        self.followed = Followed(self._heads, self.config.max_filter_ports)
+        self.engine.forget = self.followed.drop_flow
+        self._probe_new = True  # single pass: new flows' first payloads are probed here
+        self._fallback_said = False
+        self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
+        self._live = False
+        self.reinstall_due = False
         # Every ended association or connection goes to each of these (JSON lines, Zeek log).
         self.record_sinks: list[Callable[[dict[str, Any]], None]] = []
         if associations is not None:
@@ -108,43 +117,102 @@ class Pipeline:
     def read(self, capture: OfflineCapture, progress: Progress | None = None) -> None:
         """Read one capture; flows go on across files (rotated captures split associations).
 
-        A file is read twice. The first pass lets libpcap admit only segments that could
-        start an association or carry a command mid-stream; heads that pass the probe name
-        a service or a connection. The second pass admits only those, from their first
-        packet (handshake and any reordering included). Standard input allows one pass:
-        there each head adds its service or connection to the filter at once, so packets
-        of a flow captured before its first head are not seen.
+        A file is read twice. The first pass lets libpcap admit only heads: segments that
+        could start an association or carry a command mid-stream, and payloads of 1-9 bytes
+        (a head cut into tiny segments). Heads that pass the probe name a service or a
+        connection. The second pass admits heads and the ports of what is followed; Python
+        keeps the exact set, so every followed flow is seen from its first packet. Standard
+        input allows one pass over all of TCP, where the engine probes every flow (so a
+        head that arrives out of order is still found).
         """
         self.files += 1
         counting = capture.start_count()
         decode = decoder_for(capture.linktype)
-        terms = TermSet(capture.linktype, self.config.max_filter_terms)
-        for a, pa, b, pb in self.engine.followed_endpoints():
-            terms.add_flow((a, pa, b, pb), None)
         result = ReadResult()
         unfiltered = self._why_unfiltered(capture)
         if unfiltered is not None:
             # libpcap cannot pick heads out of this capture: every frame comes to Python,
             # where it is decoded (and counted by drop reason) like any other.
             self.notes.append(f"{capture.path}: {unfiltered}; read without a BPF prefilter")
-            self.feed(capture.packets(None, result, progress), decode, None)
+            self._probe_new = True
+            self.engine.admit = self._admit_any
+            self.feed(capture.packets(None, result, progress), decode)
             self._note_cut(capture, result)
         elif capture.passes_allowed >= 2:
             heads = ReadResult()
-            first_pass = heads_filter(capture.linktype, self._heads)
-            self._collect_heads(capture.packets(first_pass, heads, progress), decode, terms)
+            first_pass = self.followed.first_pass(capture.linktype)
+            self._collect_heads(capture.packets(first_pass, heads, progress), decode)
             self._note_cut(capture, heads)
-            if terms:
-                self.feed(capture.packets(terms.opening(), result, progress), decode, terms)
+            if self.followed:
+                self._probe_new = False  # the first pass has decided every head
+                self.engine.admit = self._admit
+                expr = self.followed.expression(capture.linktype)
+                self.followed.installed()
+                self._say_fallback()
+                self.feed(capture.packets(expr, result, progress), decode)
         else:
             # One pass over every TCP segment: a flow's packets before its first head
-            # (handshake, reordering) must reach the engine too.
+            # (handshake, reordering) must reach the engine, which probes every flow.
+            self._probe_new = True
+            self.engine.admit = self._admit_any
             all_tcp = all_tcp_filter(capture.linktype)
-            self.feed(capture.packets(all_tcp, result, progress), decode, None)
+            self.feed(capture.packets(all_tcp, result, progress), decode)
             self._note_cut(capture, result)
         counted = counting()
         self.counters.packets += counted if counted is not None else result.packets
         self.counters.capture_file_bytes += capture.size
+
+    def follow_all(self) -> None:
+        """A live source whose kernel filter admits all of TCP: the engine probes every flow."""
+        self._probe_new = True
+        self.engine.admit = self._admit_any
+
+    def follow_live(
+        self,
+        sources: Sequence[tuple[int, Callable[[str], None]]],
+        ports: frozenset[int] = frozenset(),
+    ) -> None:
+        """Make live sources' kernel filters follow what this pipeline follows.
+
+        ``sources``: (link type, install a BPF expression) for each interface. ``ports`` are
+        admitted from the start, with the usual DICOM ports: a service elsewhere loses the
+        packets that arrive between its first head and the new filter (counted as late).
+        """
+        self._probe_new = True
+        self._live = True
+        self.engine.admit = self._admit
+        self.followed.base_ports = PLAIN_DICOM_PORTS | ports
+        last: dict[int, str] = {}
+        admitted: set[int] = set()
+
+        def reinstall() -> None:
+            # Grow only: a narrower filter would gain little and reopen a reinstall window.
+            ports = set(self.followed.ports)
+            if last and ports <= admitted:
+                return
+            admitted.clear()
+            admitted.update(ports)
+            for i, (linktype, setfilter) in enumerate(sources):
+                expr = self.followed.expression(linktype, any_tags=True)
+                if last.get(i) != expr:
+                    setfilter(expr)
+                    last[i] = expr
+                    self.followed.installed()
+            self._say_fallback()
+
+        self.reinstall = reinstall
+        reinstall()
+
+    def _say_fallback(self) -> None:
+        """Once per run: the followed ports are too many, so all of TCP is read."""
+        if self.followed.fallback and not self._fallback_said:
+            self._fallback_said = True
+            note = (
+                f"{len(self.followed.ports)} followed TCP ports exceed the prefilter's "
+                f"{self.followed.max_ports}: reading all of TCP (slower; nothing is missed)"
+            )
+            self.notes.append(note)
+            print(f"dicom-sensor: {note}", file=sys.stderr)
 
     @staticmethod
     def _why_unfiltered(capture: OfflineCapture) -> str | None:
@@ -155,11 +223,10 @@ class Pipeline:
             return f"snaplen {capture.snaplen} is too short to show a TCP payload"
         return None
 
-    def _collect_heads(
-        self, packets: Any, decode: Callable[[float, bytes], Any], terms: TermSet
-    ) -> None:
+    def _collect_heads(self, packets: Any, decode: Callable[[float, bytes], Any]) -> None:
         """First pass: the services and connections whose heads pass the probe."""
         stats = self.engine.stats
+        followed = self.followed
         for ts, data, wire in packets:
             seg = decode(ts, data)
             if seg.__class__ is not Segment:
@@ -169,9 +236,9 @@ class Pipeline:
             else:
                 # A tagged head, even of a service already followed, means the second
                 # pass must look under VLAN tags too.
-                terms.tagged = terms.tagged or seg.vlan is not None
-                if not terms.covers(seg) and not self.tls_hello(seg):
-                    self._admit_head(seg, terms)
+                followed.tagged = followed.tagged or seg.vlan is not None
+                if not followed.covers(seg) and not self.tls_hello(seg):
+                    self._admit_head(seg)
 
     def tls_hello(self, seg: Segment) -> bool:
         """A TLS ClientHello: run the tls-on-dicom-port check; True if it was one."""
@@ -182,7 +249,38 @@ class Pipeline:
             self._finding(finding)
         return True
 
-    def _admit_head(self, seg: Segment, terms: TermSet) -> bool:
+    def _admit(self, seg: Segment) -> bool:
+        """The engine asks about a segment of a flow it does not track: follow it?"""
+        if self._probe_new and seg.payload.startswith(b"\x16\x03") and self.tls_hello(seg):
+            return False  # reported; a TLS connection is not DICOM
+        if self.followed.covers(seg):
+            return True
+        if not self._probe_new or not seg.payload:
+            return False
+        before = self.followed.ports
+        if not self._admit_head(seg):
+            return False
+        if self._live and self.followed.ports != before:
+            # Live, packets of this flow the old filter turned away are lost.
+            self.followed.stats.late_flows += 1
+            self.reinstall_due = True
+        return True
+
+    def reinstall_if_due(self) -> None:
+        """Install the grown filter; live sources call this once their ring is read empty.
+
+        libpcap drains the socket while it swaps kernel filters, so swapping with packets
+        still queued would lose them.
+        """
+        if self.reinstall_due and self.reinstall is not None:
+            self.reinstall_due = False
+            self.reinstall()
+
+    def _admit_any(self, seg: Segment) -> bool:
+        """Without a prefilter the engine probes every new flow itself; TLS is still checked."""
+        return not (seg.payload.startswith(b"\x16\x03") and self.tls_hello(seg))
+
+    def _admit_head(self, seg: Segment) -> bool:
         """Follow a head's service or connection unless the probe rules it out."""
         payload = seg.payload
         if not payload:
@@ -190,14 +288,17 @@ class Pipeline:
         _, answer = first_match(self.dissectors, payload)
         if answer.verdict is Verdict.NO_MATCH:
             return False
+        followed = self.followed
         first = payload[0]
         if answer.verdict is Verdict.MATCH and first == 1:
-            terms.add_service(seg.dst, seg.dport)  # the acceptor of an A-ASSOCIATE-RQ
+            followed.add_service(seg.dst, seg.dport)  # the acceptor of an A-ASSOCIATE-RQ
         elif answer.verdict is Verdict.MATCH and first == 2:
-            terms.add_service(seg.src, seg.sport)  # the sender of an A-ASSOCIATE-AC
+            followed.add_service(seg.src, seg.sport)  # the sender of an A-ASSOCIATE-AC
         else:
-            terms.add_flow(flow_key(seg), seg.vlan)
-        terms.tagged = terms.tagged or seg.vlan is not None
+            if len(payload) <= TINY_PAYLOAD:
+                followed.stats.tiny_heads += 1  # the probe needs more: follow until it decides
+            followed.add_flow(flow_key(seg), seg.vlan)
+        followed.tagged = followed.tagged or seg.vlan is not None
         return True
 
     def _note_cut(self, capture: OfflineCapture, result: ReadResult) -> None:
@@ -205,13 +306,8 @@ class Pipeline:
             self.cut_offs.append(f"{capture.path}: {result.cut_off}")
             self.counters.captures_cut_off += 1
 
-    def feed(
-        self,
-        packets: Iterable[Packet],
-        decode: Callable[[float, bytes], Any],
-        terms: TermSet | None = None,
-    ) -> None:
-        """Feed packets to the engine; with ``terms``, only those of followed flows and heads.
+    def feed(self, packets: Iterable[Packet], decode: Callable[[float, bytes], Any]) -> None:
+        """Feed packets to the engine, which asks the followed set about new flows.
 
         The one packet loop of the sensor: offline passes and live interfaces call it alike.
         """
@@ -230,12 +326,6 @@ class Pipeline:
                 # IP claims more than the frame held, yet nothing was cut: a lie, not a snaplen.
                 stats.packets += 1
                 stats.drop(DropReason.BAD_IP_HEADER)
-                continue
-            # Past the term cap the filter admits all TCP: apply the head test here.
-            if terms is None:
-                if seg.payload.startswith(b"\x16\x03"):
-                    self.tls_hello(seg)
-            elif terms.fallback and not terms.covers(seg) and not self._admit_head(seg, terms):
                 continue
             process(seg)
             advance(ts)
@@ -289,7 +379,10 @@ class Pipeline:
             status = command.status_class
             counters.dimse[(command.name, status.label if status is not None else "none")] += 1
         elif cls is AssociationRequested and isinstance(session, DicomSession):
-            (req_ip, _), (acc_ip, _), _ = endpoints(info, session.state)
+            (req_ip, _), (acc_ip, acc_port), _ = endpoints(info, session.state)
+            if (acc_ip, acc_port) not in self.followed.services:
+                # Found through a mid-stream or tiny head: follow the service from now on.
+                self.followed.add_service(acc_ip, acc_port)
             zones = self.policy_config.zones
             pair = (zones.lookup(req_ip).name, zones.lookup(acc_ip).name)
             counters.association_requests[pair] += 1

@@ -43,7 +43,13 @@ def _bpf_head(byte_at: ByteAt, length: str) -> str:
         f"({byte_at(0, 2)} = 0x0400 and {byte_at(2, 1)} = 0 and ({byte_at(10, 1)} & 1) = 1 "
         f"and ({byte_at(11, 1)} & 0xfd) = 1)"
     )
+    # A-RELEASE-RQ/RP and A-ABORT: 10 bytes with a length of 4. Live, they reach an
+    # association whose port the kernel filter does not admit yet.
+    release = (
+        f"(({byte_at(0, 2)} = 0x0500 or {byte_at(0, 2)} = 0x0600 or {byte_at(0, 2)} = 0x0700)"
+        f" and {byte_at(2, 4)} = 4)"
+    )
     # A PDU header split over tiny segments: too short to test more, let Python look.
     tiny = f"({length} > 0 and {length} < 12 and ({first} = 1 or {first} = 2 or {first} = 4))"
     # Most payloads fail the first test, one load: a PDU type byte is 1 to 7.
-    return f"(({first} & 0xf8) = 0 and ({assoc} or {pdata} or {tiny}))"
+    return f"(({first} & 0xf8) = 0 and ({assoc} or {pdata} or {release} or {tiny}))"

@@ -1,21 +1,19 @@
 """BPF programs that let libpcap drop non-DICOM traffic before Python sees it.
 
-The filter has two parts. *Heads* admits any TCP segment whose payload could start
-an association or carry a DIMSE command PDU mid-stream (IPv4 and IPv6, untagged,
-802.1Q and QinQ). *Flows* admits every segment of the connections Python is
-following. The reader recompiles the filter when that set changes, so a single pass
-(standard input included) reads only candidate heads and the flows they started.
+*Heads* admits any TCP segment whose payload could start an association or carry a
+DIMSE command PDU mid-stream, and any payload of 1-9 bytes (IPv4 and IPv6, untagged,
+802.1Q and QinQ). prefilter.py adds the ports of what is followed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dissectors.base import Dissector, bpf_head_of
 from dissectors.dicom.plugin import DICOM
 
 PLAIN_DICOM_PORTS = frozenset({104, 11112, 4242})
+TINY_PAYLOAD = 9  # payloads up to this long may be a head cut into pieces: always admitted
 
 # Byte K of the TCP payload, and the payload length, for IPv4 and for IPv6 without
 # extension headers (libpcap cannot index past IPv6 extension headers).
@@ -28,7 +26,9 @@ _L6 = "(ip6[4:2] - ((ip6[52:1] & 0xf0) >> 2))"
 def heads_expression(dissectors: Sequence[Dissector]) -> str:
     """Segments any installed dissector may start a flow with, IPv4 and IPv6.
 
-    A dissector without a BPF test makes every TCP segment with payload a head.
+    A dissector without a BPF test makes every TCP segment with payload a head. Payloads
+    of 1 to ``TINY_PAYLOAD`` bytes are admitted too: fewer bytes than any head test reads,
+    they may be the first piece of a head cut into tiny segments.
     """
 
     def clauses(payload: str, length: str) -> str:
@@ -41,7 +41,8 @@ def heads_expression(dissectors: Sequence[Dissector]) -> str:
         # A TLS ClientHello to a port where plain DICOM is expected (reported as info).
         ports = " or ".join(f"tcp dst port {p}" for p in sorted(PLAIN_DICOM_PORTS))
         tls = f"(({ports}) and {byte_at(0, 2)} = 0x1603 and {byte_at(5, 1)} = 1)"
-        return "(" + " or ".join([*(t for t in tests if t), tls]) + ")"
+        tiny = f"({length} > 0 and {length} <= {TINY_PAYLOAD})"
+        return "(" + " or ".join([tiny, *(t for t in tests if t), tls]) + ")"
 
     # TCP in IP fragments carries no port to follow: let them through to be counted.
     fragments = "(ip and ip[9] = 6 and (ip[6:2] & 0x3fff) != 0) or (ip6 and ip6[6] = 44)"
@@ -54,23 +55,6 @@ def heads_expression(dissectors: Sequence[Dissector]) -> str:
 HEADS = heads_expression([DICOM])
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    """Traffic to admit: one endpoint (a DICOM service), or one connection when both are set."""
-
-    ip: str
-    port: int
-    peer_ip: str | None = None
-    peer_port: int | None = None
-
-    def expression(self) -> str:
-        """The BPF expression for this term."""
-        if self.peer_ip is None:
-            return f"(host {self.ip} and port {self.port})"
-        hosts = f"host {self.ip} and host {self.peer_ip}"
-        return f"({hosts} and port {self.port} and port {self.peer_port})"
-
-
 def vlan_wrapped(inner: str) -> str:
     """Admit ``inner`` untagged, under one 802.1Q/802.1ad tag, or under two (QinQ).
 
@@ -81,11 +65,6 @@ def vlan_wrapped(inner: str) -> str:
 
 
 ETHERNET = 1  # only Ethernet frames carry 802.1Q tags libpcap can step over
-
-
-def heads_filter(linktype: int, heads: str = HEADS) -> str:
-    """The first-pass filter for a capture of this link type."""
-    return vlan_wrapped(heads) if linktype == ETHERNET else heads
 
 
 def all_tcp_filter(linktype: int) -> str:

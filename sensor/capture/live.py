@@ -34,6 +34,7 @@ class LiveSource:
     decode: Callable[[float, bytes], Any]
     fd: int
     stats_base: tuple[int, int, int] = field(default=(0, 0, 0))
+    user_filter: str | None = None
 
     @classmethod
     def open(
@@ -69,20 +70,25 @@ class LiveSource:
                 f"interface {interface}: {_ACTIVATE_ERRORS.get(status, f'error {status}')}"
             )
         linktype = handle.datalink()
-        expr = all_tcp_filter(linktype)
-        if user_filter:
-            expr = f"({user_filter}) and ({expr})"
-        try:
-            handle.setfilter(expr)
-        except pcapy.PcapError as exc:
-            raise CaptureError(f"BPF filter does not compile: {one_line(exc)}") from None
+        source = cls(interface, handle, linktype, decoder_for(linktype), handle.getfd())
+        source.user_filter = user_filter
+        source.install_filter(all_tcp_filter(linktype))
         if fanout_group is not None:
             try:
                 handle.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
             except (pcapy.PcapError, OSError) as exc:
                 raise CaptureError(f"interface {interface}: fanout: {one_line(exc)}") from None
         handle.setnonblock(1)
-        return cls(interface, handle, linktype, decoder_for(linktype), handle.getfd())
+        return source
+
+    def install_filter(self, expr: str) -> None:
+        """Put ``expr`` (ANDed with the user's filter) in the kernel for this interface."""
+        if self.user_filter:
+            expr = f"({self.user_filter}) and ({expr})"
+        try:
+            self.handle.setfilter(expr)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"BPF filter does not compile: {one_line(exc)}") from None
 
     def stats(self) -> tuple[int, int, int]:
         """(received, dropped by the kernel, dropped by the interface) since opening."""

@@ -1,13 +1,26 @@
-"""The set of services and connections the reader follows, and the BPF filter admitting them."""
+"""What the sensor follows, exactly, and the small BPF superset that admits it.
+
+Python keeps the exact set: every DICOM service (acceptor address and port) seen to answer
+or be asked, and single connections found mid-stream or opened with a tiny first segment.
+The set has no size limit. libpcap or the kernel gets a superset whose size does not grow
+with the number of services: heads (segments that may start an association), payloads of
+1 to 9 bytes (a head cut into pieces), and the TCP ports the followed services listen on.
+Past ``max_ports`` distinct ports the filter admits all of TCP; that is counted and said.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from dataclasses import dataclass
 
-from .bpf import ETHERNET, Term, all_tcp_filter, vlan_wrapped
+from .bpf import ETHERNET, all_tcp_filter, vlan_wrapped
 from .decode import Segment
 
 FlowKey4 = tuple[str, int, str, int]
+
+# Linux hands out client ports from 32768 up, Windows from 49152: a mid-stream connection
+# between a port below this and one above it is a client talking to the lower port.
+EPHEMERAL_LOW = 32768
+MAX_PORTS = 64  # libpcap's optimiser is quadratic: 64 ports compile in about 0.1-0.2 s
 
 
 def flow_key(seg: Segment) -> FlowKey4:
@@ -17,59 +30,124 @@ def flow_key(seg: Segment) -> FlowKey4:
     return (*a, *b) if a <= b else (*b, *a)
 
 
-class TermSet:
-    """Followed DICOM services (ip, port) and single connections; rebuilds the filter on change.
+def service_ports(key: FlowKey4) -> tuple[int, ...]:
+    """The port(s) of a connection that the filter must admit to see all of it."""
+    low, high = sorted((key[1], key[3]))
+    if low < EPHEMERAL_LOW <= high:
+        return (low,)
+    return (low, high) if low != high else (low,)
 
-    Past ``max_terms`` the filter admits all of TCP (libpcap compiles in time quadratic in
-    the expression) and Python applies the same head test to what the filter used to drop.
-    """
 
-    def __init__(self, linktype: int, max_terms: int, max_services: int = 32) -> None:
-        self.linktype = linktype
-        self.max_terms = max_terms
-        self.max_services = max_services
-        self.services: OrderedDict[tuple[str, int], None] = OrderedDict()
+@dataclass(slots=True)
+class PrefilterStats:
+    """How the prefilter has done; exported as dicom_sensor_prefilter_* metrics."""
+
+    installs: int = 0  # filters compiled and installed
+    fallbacks: int = 0  # installs that had to admit all of TCP (too many ports)
+    tiny_heads: int = 0  # connections followed because a 1-9 byte payload may start a head
+    late_flows: int = 0  # live: flows whose port the kernel filter admitted only at their head
+    services: int = 0  # gauges, kept current by Followed
+    connections: int = 0
+    ports: int = 0
+
+
+class Followed:
+    """The services and connections being followed, and the filter that admits them."""
+
+    def __init__(self, heads: str, max_ports: int = MAX_PORTS) -> None:
+        self.heads = heads
+        self.max_ports = max_ports
+        self.services: set[tuple[str, int]] = set()
         self.flows: dict[FlowKey4, int | None] = {}  # connection -> its VLAN id
+        self._flow_ports: dict[FlowKey4, tuple[int, ...]] = {}  # the ports a flow added
+        self._ports: dict[int, int] = {}  # port -> how many services and flows use it
         self.tagged = False
+        # Ports admitted before any head names them (live: the usual DICOM ports, so the
+        # first association to a service there loses nothing while its filter is reinstalled).
+        self.base_ports: frozenset[int] = frozenset()
+        self.stats = PrefilterStats()
         self.fallback = False
-        self._installed: str | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.services or self.flows)
+    def __len__(self) -> int:
+        return len(self.services) + len(self.flows)
+
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports the filter admits beyond heads and tiny payloads."""
+        return sorted(self.base_ports.union(self._ports))
 
     def covers(self, seg: Segment) -> bool:
         """Whether the segment belongs to a followed service or connection."""
         services = self.services
-        if services and ((seg.dst, seg.dport) in services or (seg.src, seg.sport) in services):
+        if (seg.dst, seg.dport) in services or (seg.src, seg.sport) in services:
             return True
         return bool(self.flows) and flow_key(seg) in self.flows
 
     def add_service(self, ip: str, port: int) -> None:
         """Follow every connection to an acceptor's (ip, port)."""
         key = (ip, port)
-        if key in self.services:
-            self.services.move_to_end(key)
-            return
-        self.services[key] = None
-        if len(self.services) > self.max_services:
-            self.services.popitem(last=False)
+        if key not in self.services:
+            self.services.add(key)
+            self._ports[port] = self._ports.get(port, 0) + 1
+            self._gauges()
 
     def add_flow(self, key: FlowKey4, vlan: int | None) -> None:
         """Follow one connection."""
-        self.flows[key] = vlan
+        if key not in self.flows:
+            self.flows[key] = vlan
+            # A connection on a port already admitted needs no port of its own.
+            admitted = self.base_ports.union(self._ports)
+            if key[1] not in admitted and key[3] not in admitted:
+                added = service_ports(key)
+                self._flow_ports[key] = added
+                for port in added:
+                    self._ports[port] = self._ports.get(port, 0) + 1
+            self._gauges()
 
-    def expression(self) -> str:
-        """The second pass's filter: the followed services and connections."""
-        terms = {Term(ip, port) for ip, port in self.services}
-        terms |= {Term(a, pa, b, pb) for a, pa, b, pb in self.flows}
-        if len(terms) > self.max_terms:
+    def drop_flow(self, key: FlowKey4) -> None:
+        """Stop following one connection (it ended, or it is not DICOM after all)."""
+        if self.flows.pop(key, 0) != 0:
+            for port in self._flow_ports.pop(key, ()):
+                left = self._ports[port] - 1
+                if left:
+                    self._ports[port] = left
+                else:
+                    del self._ports[port]
+            self._gauges()
+
+    def _gauges(self) -> None:
+        stats = self.stats
+        stats.services = len(self.services)
+        stats.connections = len(self.flows)
+        stats.ports = len(self._ports)
+
+    def first_pass(self, linktype: int) -> str:
+        """Heads and tiny payloads only, under any VLAN tags: a file's first pass."""
+        return self._wrap(linktype, f"({self.heads})", True)
+
+    def expression(self, linktype: int, any_tags: bool = False) -> str:
+        """Heads, tiny payloads and the followed ports; all of TCP past ``max_ports``.
+
+        ``any_tags``: look under VLAN tags even if no tagged head was seen yet (one pass).
+        """
+        ports = self.ports
+        if len(ports) > self.max_ports:
             self.fallback = True
-            return all_tcp_filter(self.linktype)
+            return all_tcp_filter(linktype)
         self.fallback = False
-        inner = "tcp and (" + " or ".join(sorted(t.expression() for t in terms)) + ")"
-        return vlan_wrapped(inner) if self.tagged and self.linktype == ETHERNET else inner
+        if not ports:
+            return self._wrap(linktype, f"({self.heads})", any_tags)
+        # `tcp port` covers IPv4 and IPv6. Ports come first: a heads test that loads a
+        # payload byte past the end of a short packet ends the whole program with "reject".
+        listed = " or ".join(f"tcp port {p}" for p in ports)
+        return self._wrap(linktype, f"{listed} or ({self.heads})", any_tags)
 
-    def opening(self) -> str:
-        """The filter a reader is opened with; later installs compare against it."""
-        self._installed = self.expression()
-        return self._installed
+    def installed(self) -> None:
+        """Count a filter compiled and installed (and whether it had to admit all TCP)."""
+        self.stats.installs += 1
+        if self.fallback:
+            self.stats.fallbacks += 1
+
+    def _wrap(self, linktype: int, inner: str, any_tags: bool) -> str:
+        tags = any_tags or self.tagged
+        return vlan_wrapped(inner) if tags and linktype == ETHERNET else inner

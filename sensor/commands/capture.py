@@ -146,6 +146,22 @@ def add_capture_parser(sub: Any) -> None:
     )
     p.add_argument("--bpf", metavar="FILTER", help="extra BPF filter, ANDed with 'tcp'")
     p.add_argument(
+        "--prefilter",
+        choices=("all", "ports"),
+        default="all",
+        help="kernel filter: all of TCP (default); or heads, tiny payloads and the followed "
+        "ports, reinstalled as services appear (less CPU on a span port; a service off "
+        "--dicom-port loses packets around each reinstall, see README)",
+    )
+    p.add_argument(
+        "--dicom-port",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="a port admitted from the start besides 104, 11112 and 4242 (repeat for several)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,

@@ -96,6 +96,12 @@ def live_loop(
     on_tick: Callable[[], None] | None = None,
 ) -> None:
     """Read every interface until a stop signal; timers run on wall-clock time."""
+    if getattr(args, "prefilter", "all") == "ports":
+        # The kernel admits heads, tiny payloads and the followed ports, reinstalled on change.
+        ports = frozenset(getattr(args, "dicom_port", None) or ())
+        pipeline.follow_live([(s.linktype, s.install_filter) for s in sources], ports)
+    else:
+        pipeline.follow_all()
     by_fd = {s.fd: s for s in sources}
     fds = list(by_fd)
     next_tick = time.time() + TICK_SECONDS
@@ -109,6 +115,7 @@ def live_loop(
             source = by_fd[fd]
             try:
                 pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
+                pipeline.reinstall_if_due()
             except CaptureError as exc:
                 log("capture.error", level="error", interface=source.interface, reason=str(exc))
                 signals.stop = True

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from ..capture.errors import CaptureError
 from ..capture.live import LiveSource, drop_privileges
+from ..capture.prefilter import PrefilterStats
 from ..counters import SensorCounters
 from ..flow.stream import ReassemblyStats
 from ..flow.table import EngineStats
@@ -110,26 +111,30 @@ class Merged:
         self.counters = SensorCounters()
         self.engine = argparse.Namespace(stats=EngineStats())
         self.policy = argparse.Namespace(inventory=Inventory())
+        self.followed = argparse.Namespace(stats=PrefilterStats())
         self.active_associations = 0
         self.drops = {"kernel": 0, "interface": 0}
 
     def update(self, snapshots: dict[int, dict[str, Any]]) -> None:
         """Recompute the sums from each worker's latest snapshot."""
-        counters, stats, inventory = (
+        counters, stats, inventory, prefilter = (
             SensorCounters(),
             EngineStats(stream=ReassemblyStats()),
             Inventory(),
+            PrefilterStats(),
         )
         active, drops = 0, {"kernel": 0, "interface": 0}
         for snap in snapshots.values():
             _add(counters, snap["counters"])
             _add(stats, snap["stats"])
+            _add(prefilter, snap["prefilter"])
             for node in snap["nodes"]:
                 _merge_node(inventory, node)
             active += snap["active"]
             for key in drops:
                 drops[key] += snap["drops"].get(key, 0)
         self.counters, self.engine.stats, self.policy.inventory = counters, stats, inventory
+        self.followed.stats = prefilter
         self.active_associations = active
         self.drops.update(drops)
 
@@ -138,6 +143,7 @@ def _snapshot(pipeline: Any, drops: dict[str, int]) -> dict[str, Any]:
     return {
         "counters": pipeline.counters,
         "stats": pipeline.engine.stats,
+        "prefilter": pipeline.followed.stats,
         "nodes": list(pipeline.policy.inventory.nodes.values()),
         "active": pipeline.active_associations,
         "drops": dict(drops),

@@ -57,6 +57,10 @@ class FlowEngine:
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config if config is not None else EngineConfig()
+        # Asked once per new flow: whether to track it at all (the prefilter's exact set).
+        self.admit: Callable[[Segment], bool] | None = None
+        # Told when a flow stops being looked at (ignored or closed), with its 4-tuple.
+        self.forget: Callable[[tuple[str, int, str, int]], None] | None = None
         self.stats = EngineStats()
         self._dissectors = tuple(dissectors)
         self._on_event = on_event
@@ -89,6 +93,8 @@ class FlowEngine:
         if flow is None:
             # A flow starts with a SYN or with data: a late ACK, RST or bare FIN starts nothing.
             if not (seg.flags & TH_SYN or seg.payload or seg.truncated_by) or seg.flags & TH_RST:
+                return
+            if self.admit is not None and not self.admit(seg):
                 return
             flow = self._create(key, idx, seg)
         elif flow.state >= IGNORED:
@@ -235,10 +241,13 @@ class FlowEngine:
                     events = []
                 self._emit(flow, session, events)
                 self._on_close(self._info(flow), session, reason)
+        was_ignored = flow.state == IGNORED
         flow.state = CLOSED
         flow.session = None
         for side in flow.sides:
             side.forget()
+        if self.forget is not None and not was_ignored:
+            self.forget(flow.key[:4])
 
     # Per-segment path
 
@@ -312,6 +321,8 @@ class FlowEngine:
         self.stats.flows_ignored += 1
         for side in flow.sides:
             side.forget()
+        if self.forget is not None:
+            self.forget(flow.key[:4])
 
     # Probing
 

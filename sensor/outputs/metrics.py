@@ -221,6 +221,53 @@ class SensorCollector(Collector):
             [(r.value,) for r in CloseReason],
             {r.value: n for r, n in stats.flows_closed.items()},
         )
+        pf = p.followed.stats
+        for kind, name, doc, value in (
+            (
+                GaugeMetricFamily,
+                "dicom_sensor_followed_services",
+                "DICOM services (acceptor address and port) followed; no limit.",
+                pf.services,
+            ),
+            (
+                GaugeMetricFamily,
+                "dicom_sensor_followed_connections",
+                "Single connections followed (found mid-stream or from a tiny first segment).",
+                pf.connections,
+            ),
+            (
+                GaugeMetricFamily,
+                "dicom_sensor_prefilter_ports",
+                "TCP ports the BPF prefilter admits beyond heads and tiny payloads.",
+                pf.ports,
+            ),
+            (
+                CounterMetricFamily,
+                "dicom_sensor_prefilter_installs",
+                "BPF prefilters compiled and installed.",
+                pf.installs,
+            ),
+            (
+                CounterMetricFamily,
+                "dicom_sensor_prefilter_fallbacks",
+                "Prefilter installs that admitted all of TCP: more ports than the cap.",
+                pf.fallbacks,
+            ),
+            (
+                CounterMetricFamily,
+                "dicom_sensor_prefilter_late_flows",
+                "Live flows on a port the kernel filter admitted only once their head was seen "
+                "(packets before the new filter are lost; see --dicom-port, --prefilter all).",
+                pf.late_flows,
+            ),
+            (
+                CounterMetricFamily,
+                "dicom_sensor_tiny_heads",
+                "Connections followed because a 1-9 byte payload may start a head.",
+                pf.tiny_heads,
+            ),
+        ):
+            yield _single(kind, name, doc, value)
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_captures_cut_off",

@@ -69,6 +69,21 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)
+    pf = pipeline.followed.stats
+    print(
+        f"followed: {pf.services} DICOM services, {pf.connections} single connections, "
+        f"{pf.ports} prefilter ports",
+        file=out,
+    )
+    if pf.fallbacks:
+        print(f"prefilter fell back to all of TCP {pf.fallbacks} time(s): too many ports", file=out)
+    if pf.late_flows:
+        print(
+            f"live flows on a port admitted only at their head (start lost): {pf.late_flows}",
+            file=out,
+        )
+    if pf.tiny_heads:
+        print(f"connections followed from a 1-9 byte first payload: {pf.tiny_heads}", file=out)
     for note in pipeline.notes:
         print(f"note: {note}", file=out)
     for cut in pipeline.cut_offs:

@@ -649,11 +649,12 @@ def test_sigterm_flushes_an_open_association(lab: Lab, live: Sensor) -> None:
 def test_kernel_drops_reach_the_log_the_endpoint_and_the_metrics_file(lab: Lab) -> None:
     """A sensor that cannot keep up must say so everywhere its health is read.
 
-    The sensor is stopped (SIGSTOP) with a 1 MiB ring while tcpreplay sends about 17 MB at top
-    speed onto a veth of its own, so the kernel drops; then it continues and is stopped.
+    The sensor is stopped (SIGSTOP) with a 1 MiB ring while tcpreplay sends about 19 MB at top
+    speed onto a veth of its own, so the kernel drops; then it continues and is stopped. The
+    store goes to port 11112, which the kernel filter admits before any head is seen.
     """
     assert shutil.which("tcpreplay"), "tcpreplay not found"
-    pcap = ROOT / "pcaps" / "killed-mid-transfer" / "capture.pcap"
+    pcap = ROOT / "pcaps" / "dcmtk-store-11112" / "capture.pcap"
     out = lab.work / "drops"
     out.mkdir()
     config = out / "config.yaml"
@@ -666,7 +667,7 @@ def test_kernel_drops_reach_the_log_the_endpoint_and_the_metrics_file(lab: Lab) 
     os.kill(sensor.proc.pid, signal.SIGSTOP)
     try:
         run(
-            *lab.cmd("sensor", "tcpreplay", "--intf1=dropb", "--topspeed", "--loop=20", str(pcap)),
+            *lab.cmd("sensor", "tcpreplay", "--intf1=dropb", "--topspeed", "--loop=100", str(pcap)),
             timeout=60,
         )
     finally:

@@ -95,7 +95,7 @@ def test_two_workers_share_the_traffic_and_merge(veth: tuple[str, str], tmp_path
             )
             if total >= len(EXPECTED):
                 break
-        assert 'end="aborted"' in text and total == len(EXPECTED), text[-2000:]
+        assert 'end="aborted"' in text and total == len(EXPECTED), (total, text[-2000:])
     finally:
         sensor.send_signal(signal.SIGTERM)
         _, stderr = sensor.communicate(timeout=30)
