@@ -340,16 +340,28 @@ def parse_presentation_context_ac(
     result = buf[off + 2]
     if result > 4:
         problems.add(Reason.BAD_VALUE)
+    pos, end = off + 4, off + length
+    unpack = ITEM_HEADER.unpack_from
+    if end - pos >= 4 and limits.max_transfer_syntaxes:
+        sub_type, sub_len = unpack(buf, pos)
+        if sub_type == _TRANSFER and pos + 4 + sub_len == end:
+            # The usual shape: exactly one transfer syntax sub-item filling the context.
+            if not sub_len:
+                return PresentationContextAC(context_id, result, None)
+            raw = buf[pos + 4 : end]
+            name, ok = UID_MEMO.get(raw) or uid_memo(raw)
+            if not ok:
+                problems.add(Reason.BAD_VALUE)
+            return PresentationContextAC(context_id, result, name or None)
     transfer: str | None = None
     framing: Reason | None = None
     later: list[Reason] = []
     left = limits.max_transfer_syntaxes
-    pos, end = off + 4, off + length
     while pos < end:
         if end - pos < 4:
             framing = Reason.TRUNCATED
             break
-        sub_type, sub_len = ITEM_HEADER.unpack_from(buf, pos)
+        sub_type, sub_len = unpack(buf, pos)
         value = pos + 4
         pos = value + sub_len
         if pos > end:
@@ -370,7 +382,8 @@ def parse_presentation_context_ac(
         else:
             reason = Reason.UNKNOWN_ITEM if sub_type != _TRANSFER else Reason.BAD_VALUE
             later.append(reason)
-    _report(problems, framing, later)
+    if framing is not None or later:
+        _report(problems, framing, later)
     return PresentationContextAC(context_id, result, transfer or None)
 
 

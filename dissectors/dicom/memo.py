@@ -33,5 +33,9 @@ class Memo(Generic[V]):
             self.flushes += 1
         self._data[key] = value
 
+    def clear(self) -> None:
+        """Forget everything (tests and benchmarks that need a cold start)."""
+        self._data.clear()
+
     def __len__(self) -> int:
         return len(self._data)

@@ -27,7 +27,7 @@ from .items import (
     parse_user_information,
 )
 from .limits import DEFAULT_LIMITS, Limits
-from .text import ae_title, uid
+from .text import ae_title, uid_memo
 
 PDU_HEADER = struct.Struct(">BxI")
 PDV_HEADER = struct.Struct(">IBB")
@@ -238,6 +238,7 @@ def _items(
     rq_type = _CONTEXT_RQ if is_request else -1
     ac_type = -1 if is_request else _CONTEXT_AC
     max_contexts = limits.max_presentation_contexts
+    rqs, acs = parts.rq, parts.ac
     left = limits.max_items
     pos, end = ASSOCIATE_FIXED_LENGTH, len(body)
     unpack = ITEM_HEADER.unpack_from
@@ -253,23 +254,23 @@ def _items(
             return Reason.TOO_MANY
         left -= 1
         if item_type == rq_type:
-            if len(parts.rq) >= max_contexts:
+            if len(rqs) >= max_contexts:
                 problems.add(Reason.TOO_MANY)
                 continue
             rq = parse_presentation_context_rq(body, off, length, limits, problems)
             if rq is not None:
-                parts.rq.append(rq)
+                rqs.append(rq)
         elif item_type == ac_type:
-            if len(parts.ac) >= max_contexts:
+            if len(acs) >= max_contexts:
                 problems.add(Reason.TOO_MANY)
                 continue
             ac = parse_presentation_context_ac(body, off, length, limits, problems)
             if ac is not None:
-                parts.ac.append(ac)
+                acs.append(ac)
         elif item_type == _APPLICATION_CONTEXT:
             if parts.app_context is not None:
                 problems.add(Reason.BAD_VALUE)
-            parts.app_context, ok = uid(body[off:pos])
+            parts.app_context, ok = uid_memo(body[off:pos])
             if not ok:
                 problems.add(Reason.BAD_VALUE)
         elif item_type == _USER_INFORMATION:
