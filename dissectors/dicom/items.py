@@ -310,8 +310,9 @@ def parse_presentation_context_rq(
         elif sub_type == _ABSTRACT:
             if seen_abstract:
                 later.append(Reason.BAD_VALUE)
-            else:
-                run_start = pos if value == off + 8 else -1
+            elif value == off + 8:
+                # The abstract syntax came first: what follows it may be a run to remember.
+                run_start = pos
             seen_abstract = True
             raw = buf[value:pos]
             abstract, ok = uid_get(raw) or uid_memo(raw)
