@@ -13,7 +13,8 @@ from .constants import (
 )
 from .errors import Reason
 from .limits import Limits
-from .text import short_text, uid
+from .memo import Memo
+from .text import UID_MEMO, short_text, uid_memo
 
 ITEM_HEADER = struct.Struct(">BxH")
 _U16 = struct.Struct(">H")
@@ -226,7 +227,7 @@ def iter_items(
 
 
 def _uid_value(buf: bytes, off: int, length: int, problems: ItemProblems) -> str:
-    value, ok = uid(buf[off : off + length])
+    value, ok = uid_memo(buf[off : off + length])
     if not ok:
         problems.add(Reason.BAD_VALUE)
     return value
@@ -234,6 +235,24 @@ def _uid_value(buf: bytes, off: int, length: int, problems: ItemProblems) -> str
 
 def _raw(item_type: int, buf: bytes, off: int, length: int, limits: Limits) -> RawItem:
     return RawItem(item_type, length, bytes(buf[off : off + min(length, limits.max_unknown_bytes)]))
+
+
+# Storage SCUs propose the same transfer syntaxes for most of their contexts, so a context
+# after the first usually ends in a run of 0x40 sub-items seen before. Only runs that
+# decoded without any anomaly are kept, keyed by their raw bytes.
+TRANSFER_RUNS: Memo[tuple[str, ...]] = Memo(max_entries=512, max_key_bytes=2048)
+_ABSTRACT = int(ItemType.ABSTRACT_SYNTAX)
+_TRANSFER = int(ItemType.TRANSFER_SYNTAX)
+
+
+def _report(problems: ItemProblems, framing: Reason | None, later: list[Reason]) -> None:
+    """Add the framing reason, then the value reasons met before it: the order of iter_items."""
+    # Items are split and decoded in one pass, but reported as when the split came first
+    # (framing reasons, then value reasons), so the anomalies and their order stay the same.
+    if framing is not None:
+        problems.add(framing)
+    for reason in later:
+        problems.add(reason)
 
 
 def parse_presentation_context_rq(
@@ -246,22 +265,66 @@ def parse_presentation_context_rq(
     context_id = buf[off]
     if context_id % 2 == 0:
         problems.add(Reason.BAD_VALUE)
+    pos, end = off + 4, off + length
+    unpack, uid_get = ITEM_HEADER.unpack_from, UID_MEMO.get
+    if end - pos >= 4:
+        # The usual shape: the abstract syntax, then transfer syntaxes already seen in
+        # that order, byte for byte, and all well formed (only such runs are remembered).
+        sub_type, sub_len = unpack(buf, pos)
+        run = pos + 4 + sub_len
+        if sub_type == _ABSTRACT and run < end:
+            known = TRANSFER_RUNS.get(buf[run:end])
+            if known is not None and len(known) <= limits.max_transfer_syntaxes:
+                raw = buf[pos + 4 : run]
+                abstract, ok = uid_get(raw) or uid_memo(raw)
+                if not ok:
+                    problems.add(Reason.BAD_VALUE)
+                return PresentationContextRQ(context_id, abstract, known)
     abstract = ""
     transfers: list[str] = []
     seen_abstract = False
-    for sub_type, sub_off, sub_len in iter_items(
-        buf, off + 4, off + length, limits.max_transfer_syntaxes + 1, problems
-    ):
-        if sub_type == ItemType.ABSTRACT_SYNTAX:
+    run_start = -1
+    framing: Reason | None = None
+    later: list[Reason] = []
+    left = limits.max_transfer_syntaxes + 1
+    while pos < end:
+        if end - pos < 4:
+            framing = Reason.TRUNCATED
+            break
+        sub_type, sub_len = unpack(buf, pos)
+        value = pos + 4
+        pos = value + sub_len
+        if pos > end:
+            framing = Reason.BAD_LENGTH
+            break
+        if not left:
+            framing = Reason.TOO_MANY
+            break
+        left -= 1
+        if sub_type == _TRANSFER:
+            raw = buf[value:pos]
+            name, ok = uid_get(raw) or uid_memo(raw)
+            transfers.append(name)
+            if not ok:
+                later.append(Reason.BAD_VALUE)
+        elif sub_type == _ABSTRACT:
             if seen_abstract:
-                problems.add(Reason.BAD_VALUE)
+                later.append(Reason.BAD_VALUE)
+            elif value == off + 8:
+                # The abstract syntax came first: what follows it may be a run to remember.
+                run_start = pos
             seen_abstract = True
-            abstract = _uid_value(buf, sub_off, sub_len, problems)
-        elif sub_type == ItemType.TRANSFER_SYNTAX:
-            transfers.append(_uid_value(buf, sub_off, sub_len, problems))
+            raw = buf[value:pos]
+            abstract, ok = uid_get(raw) or uid_memo(raw)
+            if not ok:
+                later.append(Reason.BAD_VALUE)
         else:
-            problems.add(Reason.UNKNOWN_ITEM)
+            later.append(Reason.UNKNOWN_ITEM)
             problems.unknown_items += 1
+    if framing is not None or later:
+        _report(problems, framing, later)
+    elif run_start >= 0 and transfers:
+        TRANSFER_RUNS.put(buf[run_start:end], tuple(transfers))
     if not seen_abstract or not transfers:
         problems.add(Reason.BAD_VALUE)
     return PresentationContextRQ(context_id, abstract, tuple(transfers))
@@ -278,17 +341,50 @@ def parse_presentation_context_ac(
     result = buf[off + 2]
     if result > 4:
         problems.add(Reason.BAD_VALUE)
+    pos, end = off + 4, off + length
+    unpack = ITEM_HEADER.unpack_from
+    if end - pos >= 4 and limits.max_transfer_syntaxes:
+        sub_type, sub_len = unpack(buf, pos)
+        if sub_type == _TRANSFER and pos + 4 + sub_len == end:
+            # The usual shape: exactly one transfer syntax sub-item filling the context.
+            if not sub_len:
+                return PresentationContextAC(context_id, result, None)
+            raw = buf[pos + 4 : end]
+            name, ok = UID_MEMO.get(raw) or uid_memo(raw)
+            if not ok:
+                problems.add(Reason.BAD_VALUE)
+            return PresentationContextAC(context_id, result, name or None)
     transfer: str | None = None
-    for sub_type, sub_off, sub_len in iter_items(
-        buf, off + 4, off + length, limits.max_transfer_syntaxes, problems
-    ):
-        if sub_type == ItemType.TRANSFER_SYNTAX and transfer is None:
+    framing: Reason | None = None
+    later: list[Reason] = []
+    left = limits.max_transfer_syntaxes
+    while pos < end:
+        if end - pos < 4:
+            framing = Reason.TRUNCATED
+            break
+        sub_type, sub_len = unpack(buf, pos)
+        value = pos + 4
+        pos = value + sub_len
+        if pos > end:
+            framing = Reason.BAD_LENGTH
+            break
+        if not left:
+            framing = Reason.TOO_MANY
+            break
+        left -= 1
+        if sub_type == _TRANSFER and transfer is None:
             # PS3.8: the transfer syntax is not significant unless the context was accepted.
-            transfer = _uid_value(buf, sub_off, sub_len, problems) if sub_len else ""
+            transfer = ""
+            if sub_len:
+                raw = buf[value:pos]
+                transfer, ok = UID_MEMO.get(raw) or uid_memo(raw)
+                if not ok:
+                    later.append(Reason.BAD_VALUE)
         else:
-            problems.add(
-                Reason.UNKNOWN_ITEM if sub_type != ItemType.TRANSFER_SYNTAX else Reason.BAD_VALUE
-            )
+            reason = Reason.UNKNOWN_ITEM if sub_type != _TRANSFER else Reason.BAD_VALUE
+            later.append(reason)
+    if framing is not None or later:
+        _report(problems, framing, later)
     return PresentationContextAC(context_id, result, transfer or None)
 
 

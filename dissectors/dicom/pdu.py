@@ -16,18 +16,18 @@ from .constants import (
 )
 from .errors import DicomError, Reason
 from .items import (
+    ITEM_HEADER,
     ItemProblems,
     PresentationContextAC,
     PresentationContextRQ,
     RawItem,
     UserInformation,
-    iter_items,
     parse_presentation_context_ac,
     parse_presentation_context_rq,
     parse_user_information,
 )
 from .limits import DEFAULT_LIMITS, Limits
-from .text import ae_title, uid
+from .text import ae_title, uid_memo
 
 PDU_HEADER = struct.Struct(">BxI")
 PDV_HEADER = struct.Struct(">IBB")
@@ -198,6 +198,8 @@ def _associate(
     if len(body) < ASSOCIATE_FIXED_LENGTH:
         # The whole PDU is here (parse_pdu checks that): its length field is too small.
         raise DicomError(Reason.BAD_LENGTH, "associate PDU shorter than its fixed part")
+    if type(body) is not bytes:
+        body = bytes(body)  # UIDs are memoized by their raw bytes, which must be hashable
     parts = _AssociateParts()
     version, _, called_raw, calling_raw = _ASSOC_FIXED.unpack_from(body, 0)
     problems = ItemProblems()
@@ -206,33 +208,72 @@ def _associate(
     parts.calling, ok2 = ae_title(calling_raw)
     if not (ok1 and ok2) or not version & 1:
         problems.add(Reason.BAD_VALUE)
-    entries = (
-        iter_items(body, ASSOCIATE_FIXED_LENGTH, len(body), limits.max_items, problems)
-        if items
-        else []
-    )
-    for item_type, off, length in entries:
-        if item_type == ItemType.APPLICATION_CONTEXT:
-            if parts.app_context is not None:
-                problems.add(Reason.BAD_VALUE)
-            parts.app_context, ok = uid(body[off : off + length])
-            if not ok:
-                problems.add(Reason.BAD_VALUE)
-        elif is_request and item_type == ItemType.PRESENTATION_CONTEXT_RQ:
-            if len(parts.rq) >= limits.max_presentation_contexts:
+    if items:
+        # Items are split and decoded in one pass; their own reasons are merged after the
+        # framing reason, the order they had when the split came first.
+        inner = ItemProblems()
+        framing = _items(body, is_request, limits, parts, inner)
+        if framing is not None:
+            problems.add(framing)
+        for reason in inner.reasons:
+            problems.add(reason)
+        if parts.app_context is None:
+            problems.add(Reason.BAD_VALUE)
+    if extra is not None:
+        problems.add(extra)
+    parts.anomalies = tuple(problems.reasons)
+    return parts
+
+
+_APPLICATION_CONTEXT = int(ItemType.APPLICATION_CONTEXT)
+_CONTEXT_RQ = int(ItemType.PRESENTATION_CONTEXT_RQ)
+_CONTEXT_AC = int(ItemType.PRESENTATION_CONTEXT_AC)
+_USER_INFORMATION = int(ItemType.USER_INFORMATION)
+
+
+def _items(
+    body: bytes, is_request: bool, limits: Limits, parts: _AssociateParts, problems: ItemProblems
+) -> Reason | None:
+    """Decode the variable items into ``parts``; return the reason the split stopped early."""
+    rq_type = _CONTEXT_RQ if is_request else -1
+    ac_type = -1 if is_request else _CONTEXT_AC
+    max_contexts = limits.max_presentation_contexts
+    rqs, acs = parts.rq, parts.ac
+    left = limits.max_items
+    pos, end = ASSOCIATE_FIXED_LENGTH, len(body)
+    unpack = ITEM_HEADER.unpack_from
+    while pos < end:
+        if end - pos < 4:
+            return Reason.TRUNCATED
+        item_type, length = unpack(body, pos)
+        off = pos + 4
+        pos = off + length
+        if pos > end:
+            return Reason.BAD_LENGTH
+        if not left:
+            return Reason.TOO_MANY
+        left -= 1
+        if item_type == rq_type:
+            if len(rqs) >= max_contexts:
                 problems.add(Reason.TOO_MANY)
                 continue
             rq = parse_presentation_context_rq(body, off, length, limits, problems)
             if rq is not None:
-                parts.rq.append(rq)
-        elif not is_request and item_type == ItemType.PRESENTATION_CONTEXT_AC:
-            if len(parts.ac) >= limits.max_presentation_contexts:
+                rqs.append(rq)
+        elif item_type == ac_type:
+            if len(acs) >= max_contexts:
                 problems.add(Reason.TOO_MANY)
                 continue
             ac = parse_presentation_context_ac(body, off, length, limits, problems)
             if ac is not None:
-                parts.ac.append(ac)
-        elif item_type == ItemType.USER_INFORMATION:
+                acs.append(ac)
+        elif item_type == _APPLICATION_CONTEXT:
+            if parts.app_context is not None:
+                problems.add(Reason.BAD_VALUE)
+            parts.app_context, ok = uid_memo(body[off:pos])
+            if not ok:
+                problems.add(Reason.BAD_VALUE)
+        elif item_type == _USER_INFORMATION:
             if parts.user_info is not None:
                 problems.add(Reason.BAD_VALUE)
             parts.user_info = parse_user_information(body, off, length, limits, problems)
@@ -241,13 +282,8 @@ def _associate(
             problems.unknown_items += 1
             if len(parts.unknown) < limits.max_unknown_kept:
                 cut = min(length, limits.max_unknown_bytes)
-                parts.unknown.append(RawItem(item_type, length, bytes(body[off : off + cut])))
-    if items and parts.app_context is None:
-        problems.add(Reason.BAD_VALUE)
-    if extra is not None:
-        problems.add(extra)
-    parts.anomalies = tuple(problems.reasons)
-    return parts
+                parts.unknown.append(RawItem(item_type, length, body[off : off + cut]))
+    return None
 
 
 def parse_associate_rq(

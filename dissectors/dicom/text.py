@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from .memo import Memo
+
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _UID_CHARS = b"0123456789."
 # Non-printable bytes become '?' when a value has to be shown anyway.
 _MASK = bytes(b if 0x20 <= b < 0x7F else ord("?") for b in range(256))
+# The same hundred or so UIDs (SOP classes, transfer syntaxes) recur in every association:
+# a storage SCU proposes 128 contexts of three or four each. Decoded UIDs are remembered by
+# their raw bytes, padding included, so a repeat costs one dict lookup. A UID is at most
+# 64 characters; longer values are decoded each time.
+UID_MEMO: Memo[tuple[str, bool]] = Memo(max_entries=4096, max_key_bytes=80)
 
 
 def _printable(data: bytes) -> tuple[str, bool]:
@@ -25,6 +32,15 @@ def uid(raw: bytes | memoryview) -> tuple[str, bool]:
     if 0 < len(data) <= 64 and not data.translate(None, _UID_CHARS):
         return data.decode("ascii"), True
     return data[:64].translate(_MASK).decode("ascii"), False
+
+
+def uid_memo(raw: bytes) -> tuple[str, bool]:
+    """``uid(raw)``, remembered for the next context or association that sends the same bytes."""
+    hit = UID_MEMO.get(raw)
+    if hit is None:
+        hit = uid(raw)
+        UID_MEMO.put(raw, hit)
+    return hit
 
 
 def short_text(raw: bytes | memoryview) -> tuple[str, bool]:

@@ -55,6 +55,57 @@ def user_info(*sub_items: bytes) -> bytes:
     return item(0x50, b"".join(sub_items))
 
 
+EXPLICIT_LE = b"1.2.840.10008.1.2.1"
+
+
+def associate_as(pdu_type: int, called: str, calling: str, *items: bytes) -> bytes:
+    """An RQ (1) or AC (2): version 1, the AE titles space padded, reserved zeros, the items."""
+    fixed = struct.pack(">HH16s16s32x", 1, 0, called.ljust(16).encode(), calling.ljust(16).encode())
+    body = fixed + b"".join(items)
+    return struct.pack(">BxI", pdu_type, len(body)) + body
+
+
+def context_rq(context_id: int, abstract: bytes, *transfers: bytes) -> bytes:
+    """A 0x20 item: id, three reserved zeros, one 0x30 then 0x40 sub-items, UIDs as given."""
+    subs = item(0x30, abstract) + b"".join(item(0x40, t) for t in transfers)
+    return item(0x20, bytes((context_id, 0, 0, 0)) + subs)
+
+
+def context_ac(context_id: int, result: int, transfer: bytes) -> bytes:
+    """A 0x21 item: id, reserved, result, reserved, one 0x40 sub-item."""
+    return item(0x21, bytes((context_id, 0, result, 0)) + item(0x40, transfer))
+
+
+def storage_contexts_rq() -> list[bytes]:
+    """The 128 0x20 items of pynetdicom's storage SCU proposal (``v.STORAGE_SOP_CLASSES``)."""
+    transfers = [t.encode() for t in v.STORAGE_TRANSFER_SYNTAXES]
+    return [
+        context_rq(2 * i + 1, sop.encode(), *transfers)
+        for i, sop in enumerate(v.STORAGE_SOP_CLASSES)
+    ]
+
+
+def storage_contexts_ac() -> list[bytes]:
+    """An answer to it: every fourth context (ids 7, 15, ..) result 3 with an empty 0x40
+    sub-item, the others accepted with Explicit VR Little Endian."""
+    return [
+        context_ac(2 * i + 1, 3, b"") if i % 4 == 3 else context_ac(2 * i + 1, 0, EXPLICIT_LE)
+        for i in range(len(v.STORAGE_SOP_CLASSES))
+    ]
+
+
+def storage_rq(contexts: Sequence[bytes] | None = None) -> bytes:
+    """STORESCU -> ANY-SCP: application context, the contexts (the 128 by default), 0x50."""
+    items = storage_contexts_rq() if contexts is None else contexts
+    return associate_as(1, "ANY-SCP", "STORESCU", v.ITEM_10, *items, v.ITEM_50_PYNETDICOM)
+
+
+def storage_ac(contexts: Sequence[bytes] | None = None) -> bytes:
+    """The AC to ``storage_rq``: the same AE titles, the 128 answers by default, 0x50."""
+    items = storage_contexts_ac() if contexts is None else contexts
+    return associate_as(2, "ANY-SCP", "STORESCU", v.ITEM_10, *items, v.ITEM_50_PYNETDICOM)
+
+
 class Feeder:
     """The stream layer's side of the feed contract: keep ``data[consumed:]``, pass it again."""
 
