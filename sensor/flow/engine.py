@@ -15,6 +15,7 @@ from dissectors.base import (
     Session,
     Verdict,
     first_match,
+    skipper_of,
 )
 
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
@@ -48,6 +49,9 @@ def _ignore_close(info: FlowInfo, session: Session, reason: CloseReason) -> None
 
 class FlowEngine:
     """Tracks TCP flows, probes their first bytes, and feeds matched sessions in order."""
+
+    # Off only to compare the skip fast path with plain feeding (tests, benchmarks).
+    skipping = True
 
     def __init__(
         self,
@@ -237,6 +241,7 @@ class FlowEngine:
                 self._on_close(self._info(flow), session, reason)
         flow.state = CLOSED
         flow.session = None
+        flow.skipper = None
         for side in flow.sides:
             side.forget()
 
@@ -272,6 +277,16 @@ class FlowEngine:
                 self._route(flow, 1 - idx, lost, ts)
                 if flow.removed or flow.state == IGNORED:
                     return
+        if (
+            flow.skipper is not None
+            and seg.payload
+            and not side.tail
+            and not flags & FIN_RST_SYN
+            and not seg.truncated_by
+            and flow.state == MATCHED
+            and self._skip(flow, idx, seg)
+        ):
+            return
         chunks = side.reasm.add(seg.seq, seg.payload, ts, flags, seg.truncated_by)
         if chunks:
             self._route(flow, idx, chunks, ts)
@@ -279,6 +294,33 @@ class FlowEngine:
             self._check_quiet(flow, idx)
         if side.reasm.fin_reached and flow.sides[1 - idx].reasm.fin_reached:
             self._end(flow, CloseReason.CONNECTION_CLOSED, ts, linger=True)
+
+    def _skip(self, flow: Flow, idx: int, seg: Segment) -> bool:
+        """Account an in-order segment the session would only count, by its length; True if done.
+
+        Nothing is copied, joined or fed: the reassembler and the session move on by
+        arithmetic. A segment that is not exactly next in its stream, or not wholly
+        skippable, is left to the plain path (False).
+        """
+        skipper = flow.skipper
+        session = flow.session
+        if skipper is None or session is None:
+            return False
+        n = len(seg.payload)
+        ts = seg.ts
+        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+        try:
+            if skipper.skippable(direction) < n:
+                return False
+            if not flow.sides[idx].reasm.skip(seg.seq, n, ts):
+                return False
+            events = skipper.skip(direction, n, ts)
+        except Exception:
+            self._dissector_error(flow, ts)
+            return True
+        if events:
+            self._emit(flow, session, events)
+        return True
 
     def _route(self, flow: Flow, idx: int, chunks: list[Chunk], ts: float) -> None:
         """Send chunks to the probe or the session, whichever the flow's state calls for."""
@@ -309,6 +351,7 @@ class FlowEngine:
         """Stop looking at a flow; until it ends it costs one lookup per packet."""
         flow.state = IGNORED
         flow.session = None
+        flow.skipper = None
         self.stats.flows_ignored += 1
         for side in flow.sides:
             side.forget()
@@ -418,6 +461,7 @@ class FlowEngine:
             self._dissector_error(flow, ts)
             return
         flow.session = session
+        flow.skipper = skipper_of(session) if self.skipping else None
         flow.protocol = dissector.name
         flow.state = MATCHED
         flow.origin = idx
