@@ -73,7 +73,7 @@ class Session(Protocol):
 
 
 @runtime_checkable
-class Skipping(Protocol):
+class Skipping(Session, Protocol):
     """A session that can be told about bytes it would only count, instead of being fed them.
 
     Optional: the sensor asks once per session (``skipper_of``) and feeds a session without it

@@ -277,16 +277,29 @@ class FlowEngine:
                 self._route(flow, 1 - idx, lost, ts)
                 if flow.removed or flow.state == IGNORED:
                     return
+        skipper = flow.skipper
         if (
-            flow.skipper is not None
+            skipper is not None
             and seg.payload
             and not side.tail
             and not flags & FIN_RST_SYN
             and not seg.truncated_by
             and flow.state == MATCHED
-            and self._skip(flow, idx, seg)
         ):
-            return
+            # Most segments of an image transfer lie wholly inside a data set: when this one
+            # is exactly next in its stream and the session would only count it, account it
+            # by its length, with no copy, no chunk list and no feed. Else the plain path.
+            n = len(seg.payload)
+            direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+            try:
+                if skipper.skippable(direction) >= n and side.reasm.skip(seg.seq, n, ts):
+                    events = skipper.skip(direction, n, ts)
+                    if events:
+                        self._emit(flow, skipper, events)
+                    return
+            except Exception:
+                self._dissector_error(flow, ts)
+                return
         chunks = side.reasm.add(seg.seq, seg.payload, ts, flags, seg.truncated_by)
         if chunks:
             self._route(flow, idx, chunks, ts)
@@ -294,33 +307,6 @@ class FlowEngine:
             self._check_quiet(flow, idx)
         if side.reasm.fin_reached and flow.sides[1 - idx].reasm.fin_reached:
             self._end(flow, CloseReason.CONNECTION_CLOSED, ts, linger=True)
-
-    def _skip(self, flow: Flow, idx: int, seg: Segment) -> bool:
-        """Account an in-order segment the session would only count, by its length; True if done.
-
-        Nothing is copied, joined or fed: the reassembler and the session move on by
-        arithmetic. A segment that is not exactly next in its stream, or not wholly
-        skippable, is left to the plain path (False).
-        """
-        skipper = flow.skipper
-        session = flow.session
-        if skipper is None or session is None:
-            return False
-        n = len(seg.payload)
-        ts = seg.ts
-        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
-        try:
-            if skipper.skippable(direction) < n:
-                return False
-            if not flow.sides[idx].reasm.skip(seg.seq, n, ts):
-                return False
-            events = skipper.skip(direction, n, ts)
-        except Exception:
-            self._dissector_error(flow, ts)
-            return True
-        if events:
-            self._emit(flow, session, events)
-        return True
 
     def _route(self, flow: Flow, idx: int, chunks: list[Chunk], ts: float) -> None:
         """Send chunks to the probe or the session, whichever the flow's state calls for."""
