@@ -73,6 +73,34 @@ class Session(Protocol):
 
 
 @runtime_checkable
+class Skipping(Session, Protocol):
+    """A session that can be told about bytes it would only count, instead of being fed them.
+
+    Optional: the sensor asks once per session (``skipper_of``) and feeds a session without it
+    as before. In the imaging VLAN nearly every segment lies wholly inside a data set, and
+    this lets the sensor account such a segment by arithmetic, with no copy and no ``feed``.
+    """
+
+    def skippable(self, direction: Direction) -> int:
+        """How many bytes from the current position of ``direction`` need not be seen.
+
+        The bytes are counted by the session and nothing else: no header, no command, no
+        boundary lies inside them. With an unconsumed tail pending the caller does not ask.
+        """
+        ...
+
+    def skip(self, direction: Direction, n: int, ts: float) -> list[Any]:
+        """Account ``n`` unseen bytes (at most ``skippable``) exactly as ``feed`` would."""
+        ...
+
+
+def skipper_of(session: Session) -> Skipping | None:
+    """The session as a ``Skipping`` one if it offers both methods, else None."""
+    # Once per session, so the cost of a runtime protocol check does not matter.
+    return session if isinstance(session, Skipping) else None
+
+
+@runtime_checkable
 class Summarized(Protocol):
     """A session that describes itself for the sensor's generic record (non-DICOM plug-ins).
 

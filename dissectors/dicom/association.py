@@ -325,6 +325,50 @@ class DicomSession:
             self._on_pdu(direction, decoded, ts, events)
         return pos, events
 
+    def skippable(self, direction: Direction) -> int:
+        """Bytes from ``direction``'s position that ``feed`` would only count.
+
+        Inside a data set fragment these are the rest of its PDV value: never a PDU or PDV
+        header, never a command set. While skipping an undecodable PDU, the rest of it.
+        """
+        d = self._dirs[direction]
+        mode = d.mode
+        if mode is _Mode.PDATA:
+            return 0 if d.pdv_cmd else d.pdv_left
+        if mode is _Mode.SKIP:
+            return d.skip_left
+        return 0
+
+    def skip(self, direction: Direction, n: int, ts: float) -> list[Event]:
+        """Account ``n`` bytes of ``direction`` unseen, exactly as feeding them would."""
+        d = self._dirs[direction]
+        mode = d.mode
+        if mode is _Mode.PDATA and not d.pdv_cmd:
+            left = d.pdv_left
+        elif mode is _Mode.SKIP:
+            left = d.skip_left
+        else:
+            left = 0
+        if not 0 <= n <= left:
+            raise ValueError(f"cannot skip {n} bytes of {direction.name}: {left} skippable")
+        events: list[Event] = []
+        st = self.state
+        if st.first_ts is None:
+            st.first_ts = ts
+        st.last_ts = ts
+        if mode is _Mode.SKIP:
+            d.skip_left = left - n
+            if d.skip_left == 0:
+                d.mode = _Mode.BOUNDARY
+            return events
+        st.counters[direction].data_set_bytes += n
+        d.pdv_left = left - n
+        if d.pdv_left == 0 and n:
+            self._end_pdv(d, st.counters[direction], direction, ts, events)
+            if d.pdu_left == 0:
+                d.mode = _Mode.BOUNDARY
+        return events
+
     def gap(self, direction: Direction, missing: int | None, ts: float) -> list[Event]:
         """Account for lost bytes; keep framing when the loss falls inside a known PDU."""
         events: list[Event] = []

@@ -167,6 +167,21 @@ class StreamReassembler:
         self._reach_fin()
         return out
 
+    def skip(self, seq: int, n: int, ts: float) -> bool:
+        """Take the in-order segment at ``seq`` by its length ``n`` alone; False if it is not one.
+
+        Only a segment that starts exactly where the stream stands, with nothing held out of
+        order and no FIN known, qualifies: then ``add`` would deliver it whole, untouched and
+        uncounted, and its bytes need not be copied. Anything else goes through ``add``.
+        """
+        if self._starts or self._fin is not None or not self.started:
+            return False
+        if (seq - self._base - self._next) & _SEQ_MASK:
+            return False
+        self.last_ts = ts
+        self._next += n
+        return True
+
     def acked(self, ack: int) -> list[Chunk]:
         """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dissectors.base import CloseReason, Session
+from dissectors.base import CloseReason, Session, Skipping
 
 from ..capture.decode import TH_FIN, TH_RST, TH_SYN, DropReason
 from .stream import ReassemblyStats, StreamReassembler
@@ -161,6 +161,7 @@ class Flow:
         "removed",
         "session",
         "sides",
+        "skipper",
         "state",
         "syn_seen",
     )
@@ -170,6 +171,8 @@ class Flow:
         self.sides = sides
         self.state = PROBING
         self.session: Session | None = None
+        # The session again when it can skip bytes it would only count; found once, at match.
+        self.skipper: Skipping | None = None
         self.protocol = ""
         self.origin = -1  # index into sides of the ORIGIN direction, once matched
         self.client = -1  # index into sides of the SYN sender, when seen

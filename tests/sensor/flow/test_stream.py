@@ -288,3 +288,64 @@ def test_small_caps_account_for_every_byte(
     out += r.flush()
     # Every chunk sits where it belongs; data plus gaps cover the stream exactly.
     assert replay(out, stream) == len(stream)
+
+
+# ---- skip: an exactly in-order segment taken by its length alone ---------------------------
+
+
+def test_skip_takes_the_next_segment_by_its_length() -> None:
+    r = opened()
+    assert r.skip(ISN + 1, 1000, 1.0)
+    assert (r.offset, r.last_ts) == (1000, 1.0)
+    assert r.add(ISN + 1 + 1000, b"after", 2.0) == [b"after"]
+    assert r.stats == ReassemblyStats()
+
+
+def test_skip_refuses_what_add_would_not_deliver_whole_at_once() -> None:
+    r = opened()
+    assert not r.skip(ISN + 2, 10, 1.0)  # one byte ahead: a hole before it
+    assert not r.skip(ISN, 10, 1.0)  # one byte behind: partly seen already
+    assert r.offset == 0
+    r.add(ISN + 1 + 20, b"held", 1.0)
+    assert not r.skip(ISN + 1, 20, 1.0)  # held data must be drained after it, by add
+    assert r.add(ISN + 1, b"x" * 20, 2.0) == [b"x" * 20, b"held"]
+    r.add(ISN + 1 + 30, b"", 3.0, TH_FIN)
+    assert not r.skip(ISN + 1 + 24, 6, 3.0)  # a FIN is known: add clips past it
+    assert r.last_ts == 3.0 and r.offset == 24
+    fresh = StreamReassembler()
+    assert not fresh.skip(ISN, 10, 1.0)  # not started: add would make it offset 0
+    assert fresh.offset == 0 and not fresh.started
+
+
+def test_skip_across_sequence_wraparound() -> None:
+    r = opened(2**32 - 5)
+    assert r.skip(2**32 - 4, 10, 1.0)
+    assert r.add(6, b"next", 2.0) == [b"next"]
+    assert r.offset == 14
+
+
+@given(shuffled_segments())
+@settings(max_examples=300)
+def test_skipping_whenever_allowed_yields_the_stream_and_the_same_stats(
+    sample: tuple[bytes, int, list[tuple[int, bytes]]],
+) -> None:
+    stream, isn, segs = sample
+    plain = opened(isn)
+    fast = opened(isn)
+    plain_out: list[Chunk] = []
+    fast_out: list[bytes] = []
+    skipped = 0
+    for seq, data in segs:
+        plain_out += plain.add(seq, data, 0.0)
+        at = fast.offset
+        if fast.skip(seq, len(data), 0.0):
+            fast_out.append(stream[at : at + len(data)])
+            skipped += 1
+        else:
+            fast_out += [c for c in fast.add(seq, data, 0.0) if isinstance(c, bytes)]
+        assert fast.offset == plain.offset
+    assert b"".join(fast_out) == stream
+    assert fast.stats == plain.stats
+    assert fast.buffered_segments == 0
+    if segs[0][0] == (isn + 1) % 2**32:
+        assert skipped > 0
