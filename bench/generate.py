@@ -6,11 +6,15 @@ Usage (from the repository root, with the project's venv)::
     python bench/generate.py --seed 7 --packets 200000 --out /tmp/small.pcap
     python bench/generate.py --worst-case --packets 100000 --out bench/data/worst.pcap
     python bench/generate.py --many-flows --packets 1000000 --out bench/data/flows.pcap
+    python bench/generate.py --imaging                # 400k packets -> bench/data/imaging.pcap
+    python bench/generate.py --span-hospital          # 1.5M packets -> bench/data/span.pcap
 
 Writes a classic pcap (Ethernet, microsecond timestamps) and ``OUT.truth.json``: every
 spliced DICOM association (requestor and acceptor endpoints, AE titles, result, end, DIMSE
-counts, taken from ``pcaps/<case>/expected.json``) plus the packet counts by kind. The same
-seed and arguments give a byte-identical file.
+counts, taken from ``pcaps/<case>/expected.json``) plus the packet counts by kind, the DICOM
+share of packets and frame bytes, and the number of distinct services (acceptor address, port)
+and of associations (``services``, ``association_count``). The same seed and arguments give a
+byte-identical file.
 
 Modes:
 
@@ -24,6 +28,12 @@ Modes:
   pynetdicom-store-loopback C-STORE sessions with overlapping times (``--parallel``).
 - ``--many-flows``: hundreds of thousands of short TCP flows (2-9 packets each: scans, tiny
   request/response pairs) plus the spliced DICOM sessions.
+- ``--imaging`` and ``--span-hospital`` (``hospital.py``): hospital scale. Every spliced
+  acceptor is a service of its own (``Services``: new address or port, mostly 104, 11112 and
+  4242); store associations carry their DIMSE exchange repeated (``repeat_span``). The imaging
+  VLAN is 96% DICOM packets (about 99% of bytes) to at least ``--services`` 1,000 services in at
+  least ``--associations`` 1,500 associations; the span port is 3% DICOM to at least 500
+  services among the default background.
 
 Speed: packets are built from precomputed headers and payload blocks with ``struct``; checksums
 use the fact that the ones' complement sum of 16-bit words is the big-endian integer mod 65535.
@@ -746,26 +756,201 @@ def _sack_shift(opts: bytes, delta: int) -> bytes:
     return bytes(out)
 
 
-class Splicer:
-    """Writes copies of the real-peer cases at new addresses, ports, sequence numbers and times."""
+# Ports of services on a hospital network: the plain DICOM ports mostly, then any port a
+# vendor chose (below the ephemeral range, so no requestor port can equal a service's).
+SERVICE_PORTS = ((104, 0.40), (11112, 0.30), (4242, 0.15))
+NOT_DICOM_PORTS = frozenset({1433, 1521, 2575, 2762, 3306, 3389, 5432, 8080, 8443})
 
-    def __init__(self, rng: random.Random, hosts: Hosts, out: list[tuple[int, bytes]]) -> None:
+
+class Services:
+    """Distinct DICOM services (acceptor address, port): one new one per spliced acceptor.
+
+    Acceptor nodes are 10.40.0.0/16 (fd00:40::/64 for IPv6); about a third of the new services
+    land on a node that already has one, so some nodes listen on several ports.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.used: set[tuple[bytes, int]] = set()
+        self.nodes4: list[bytes] = []
+        self.nodes6: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.used)
+
+    def node(self, v6: bool) -> bytes:
+        """An acceptor's address: an existing node (30%) or a new one."""
+        rng = self.rng
+        nodes = self.nodes6 if v6 else self.nodes4
+        if nodes and rng.random() < 0.3:
+            return rng.choice(nodes)
+        n = len(nodes)
+        if v6:
+            ip = _v6("fd00:40::", n + 1)
+        else:
+            if n >= 254 * 256:
+                raise SystemExit("more than 65,024 acceptor nodes")
+            ip = bytes([10, 40, n // 254, n % 254 + 1])
+        nodes.append(ip)
+        return ip
+
+    def port(self, ip: bytes) -> int:
+        """A port on ``ip`` that no service there has yet."""
+        rng = self.rng
+        while True:
+            r = rng.random()
+            port = 0
+            for p, share in SERVICE_PORTS:
+                if r < share:
+                    port = p
+                    break
+                r -= share
+            if not port:
+                port = rng.randint(1024, 32767)
+                if port in NOT_DICOM_PORTS:
+                    continue
+            if (ip, port) not in self.used:
+                self.used.add((ip, port))
+                return port
+
+
+def repeat_span(conn: CaseConn) -> tuple[int, int] | None:
+    """Segments ``[i0, i1)`` that carry an association's whole DIMSE exchange, or None.
+
+    ``i0`` starts the requestor's first P-DATA-TF, ``i1`` its A-RELEASE-RQ. The span can be
+    repeated as is when, in both directions, its bytes start and end on PDU boundaries and
+    hold every P-DATA-TF PDU and nothing else, with no retransmission and no SYN/FIN/RST.
+    """
+    e = conn.expected
+    if e.get("result") != "accepted" or e.get("end") != "released":
+        return None
+    segs = conn.segs
+    streams: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
+    offsets: list[int] = []  # bytes sent in the segment's direction before each segment
+    nxt: dict[bool, int] = {}
+    for s in segs:
+        d = s.from_client
+        offsets.append(len(streams[d]))
+        if s.payload:
+            if d in nxt and s.seq != nxt[d]:
+                return None  # a retransmission, a gap or reordering
+            nxt[d] = (s.seq + len(s.payload)) & 0xFFFFFFFF
+            streams[d] += s.payload
+    pdus: dict[bool, list[tuple[int, int, int]]] = {}  # (start, end, type) per direction
+    for d, data in streams.items():
+        out, o = [], 0
+        while o + 6 <= len(data):
+            end = o + 6 + int.from_bytes(data[o + 2 : o + 6], "big")
+            out.append((o, end, data[o]))
+            o = end
+        if o != len(data):
+            return None
+        pdus[d] = out
+    starts = {o: i for i, o in enumerate(offsets) if segs[i].from_client and segs[i].payload}
+    first_pdata = next((p for p in pdus[True] if p[2] == 0x04), None)
+    release = next((p for p in pdus[True] if p[2] == 0x05), None)
+    if first_pdata is None or release is None:
+        return None
+    i0, i1 = starts.get(first_pdata[0]), starts.get(release[0])
+    if i0 is None or i1 is None or i0 >= i1:
+        return None
+    if any(s.flags & (SYN | FIN | RST) for s in segs[i0:i1]):
+        return None
+    for d, ps in pdus.items():
+        total = len(streams[d])
+        a = next((offsets[i] for i in range(i0, len(segs)) if segs[i].from_client is d), total)
+        b = next((offsets[i] for i in range(i1, len(segs)) if segs[i].from_client is d), total)
+        for start, end, kind in ps:
+            inside = a <= start and end <= b
+            if (kind == 0x04) != inside or (not inside and start < b and end > a):
+                return None
+    return i0, i1
+
+
+def repeated_segs(conn: CaseConn, span: tuple[int, int], rounds: int) -> list[Seg]:
+    """The connection's segments with the span ``[i0, i1)`` played ``rounds`` times in a row:
+    sequence and acknowledgement numbers (SACK edges too) and times move on by one span's
+    bytes and duration per round."""
+    i0, i1 = span
+    segs = conn.segs
+    body = segs[i0:i1]
+    sent = {True: 0, False: 0}
+    for s in body:
+        sent[s.from_client] += len(s.payload)
+    dur = segs[i1].dt - segs[i0].dt
+
+    def shifted(s: Seg, k: int) -> Seg:
+        own, peer = k * sent[s.from_client], k * sent[not s.from_client]
+        ack = (s.ack + peer) & 0xFFFFFFFF if s.flags & ACK else s.ack
+        opts = _sack_shift(s.opts, peer) if s.opts and b"\x05" in s.opts else s.opts
+        return Seg(s.dt + k * dur, s.from_client, (s.seq + own) & 0xFFFFFFFF, ack, s.flags,
+                   s.win, opts, s.payload, s.paysum, s.ipid, s.ttl, s.ipoff, s.tos)  # fmt: skip
+
+    out = list(segs[:i0])
+    for k in range(rounds):
+        out.extend(shifted(s, k) if k else s for s in body)
+    out.extend(shifted(s, rounds - 1) for s in segs[i1:])
+    return out
+
+
+class Splicer:
+    """Writes copies of the real-peer cases at new addresses, ports, sequence numbers and times.
+
+    Without ``services`` the acceptors keep their case's port on one of a few archive
+    addresses. With it, every acceptor (address, port) of a copy is a service of its own.
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        hosts: Hosts,
+        out: list[tuple[int, bytes]],
+        services: Services | None = None,
+    ) -> None:
         self.rng = rng
         self.hosts = hosts
         self.out = out
+        self.services = services
         self.truth: list[dict[str, Any]] = []
         self.packets = 0
+        self.bytes = 0  # frame bytes
         self.copies: Counter[str] = Counter()
+        self._spans: dict[int, tuple[int, int] | None] = {}
+        self._repeated: dict[tuple[int, int], list[Seg]] = {}
 
-    def splice(self, case: Case, t0: int, vlan: int | None) -> None:
-        rng, h = self.rng, self.hosts
+    def span(self, conn: CaseConn) -> tuple[int, int] | None:
+        """The connection's repeatable DIMSE exchange (cached), see :func:`repeat_span`."""
+        key = id(conn)
+        if key not in self._spans:
+            self._spans[key] = repeat_span(conn)
+        return self._spans[key]
+
+    def segments(self, conn: CaseConn, rounds: int) -> tuple[list[Seg], int]:
+        """The segments to splice and how many times the DIMSE exchange is in them."""
+        if rounds <= 1 or "C-STORE-RQ" not in conn.expected.get("dimse", {}):
+            return conn.segs, 1
+        span = self.span(conn)
+        if span is None:
+            return conn.segs, 1
+        key = (id(conn), rounds)
+        segs = self._repeated.get(key)
+        if segs is None:
+            segs = self._repeated[key] = repeated_segs(conn, span, rounds)
+        return segs, rounds
+
+    def splice(self, case: Case, t0: int, vlan: int | None, rounds: int = 1) -> None:
+        """One copy of ``case`` from ``t0``; its C-STORE associations carry their DIMSE
+        exchange ``rounds`` times over (where it can be repeated: :func:`repeat_span`)."""
+        rng, h, services = self.rng, self.hosts, self.services
         v6 = len(case.conns[0].client[0]) == 16
         mapping: dict[tuple[bytes, bool], bytes] = {}
 
         def new_ip(ip: bytes, archive: bool) -> bytes:
             key = (ip, archive)
             if key not in mapping:
-                if archive:
+                if archive and services is not None:
+                    mapping[key] = services.node(v6)
+                elif archive:
                     mapping[key] = rng.choice(h.pacs6 if v6 else h.pacs4)
                 else:
                     pool = h.modality6 if v6 else h.modality4
@@ -773,6 +958,7 @@ class Splicer:
                     mapping[key] = rng.choice([a for a in pool if a not in used] or pool)
             return mapping[key]
 
+        ports: dict[tuple[bytes, int], int] = {}  # the copy's services: case port -> new port
         self.copies[case.name] += 1
         for conn in case.conns:
             # The archive is the first connection's server; a loopback case has one address
@@ -781,6 +967,12 @@ class Splicer:
             cip = new_ip(conn.client[0], c_arch)
             sip = new_ip(conn.server[0], conn.server[0] in case.archive_ips)
             cport, sport = h.port(cip), conn.server[1]
+            if services is not None:
+                key = (sip, sport)
+                if key not in ports:
+                    ports[key] = services.port(sip)
+                sport = ports[key]
+            segs, times = self.segments(conn, rounds)
             cmac = mac(int.from_bytes(cip[-4:], "big"))
             smac = mac(int.from_bytes(sip[-4:], "big"))
             l2c = l2_header(smac, cmac, vlan, v6)
@@ -788,7 +980,8 @@ class Splicer:
             asum = addr_sum(cip, sip)
             dc, ds = rng.getrandbits(32), rng.getrandbits(32)
             out = self.out
-            for s in conn.segs:
+            size = 0
+            for s in segs:
                 if s.from_client:
                     l2, src, dst, sp, dp, dseq, dack = l2c, cip, sip, cport, sport, dc, ds
                 else:
@@ -799,7 +992,9 @@ class Splicer:
                 frame = tcp_frame(l2, v6, src, dst, asum, sp, dp, seq, ack, s.flags, s.win, opts,
                                   s.payload, s.paysum, s.ipid, s.ttl, s.ipoff, s.tos)  # fmt: skip
                 out.append((t0 + s.dt, frame))
-                self.packets += 1
+                size += len(frame)
+            self.packets += len(segs)
+            self.bytes += size
             e = conn.expected
             self.truth.append(
                 {
@@ -814,7 +1009,7 @@ class Splicer:
                     "called_ae_title": e["called_ae_title"],
                     "result": e["result"],
                     "end": e["end"],
-                    "dimse": e["dimse"],
+                    "dimse": {k: v * times for k, v in e["dimse"].items()},
                 }
             )
 
@@ -864,6 +1059,41 @@ def write_pcap(path: Path, packets: list[tuple[int, bytes]]) -> int:
     return size
 
 
+BACKGROUND = {"http": 0.33, "tls": 0.30, "dns": 0.12, "database": 0.19, "decoy": 0.06}
+
+
+def fill_background(gen: Gen, target: int, weights: dict[str, float], kinds: Counter[str]) -> None:
+    """Append ``target`` packets of background flows (``weights``: packet shares by kind)."""
+    rng, hosts, out = gen.rng, gen.hosts, gen.out
+    target = max(0, target)  # the DICOM part may already be over the packet count
+    made = 0
+    kind = ""
+    while target - made > 40:
+        kind = max(weights, key=lambda k: weights[k] * (made + 1) - kinds[k])
+        before = len(out)
+        getattr(gen, kind)()
+        kinds[kind] += len(out) - before
+        made += len(out) - before
+    if made > target:  # the last flow overshot: trim its tail
+        del out[len(out) - (made - target) :]
+        kinds[kind] -= made - target
+        made = target
+    while made < target:  # unanswered DNS queries fill the rest
+        v6 = rng.random() < 0.1
+        cip = rng.choice(hosts.clients6 if v6 else hosts.clients4)
+        sip = rng.choice(hosts.dns6 if v6 else hosts.dns4)
+        q = _dns_query(rng.getrandbits(16), rng.choice(DNS_NAMES), 1)
+        l2 = l2_header(GATEWAY_MAC, mac(int.from_bytes(cip[-4:], "big")), None, v6)
+        out.append(
+            (
+                gen.start(),
+                udp_frame(l2, v6, cip, sip, addr_sum(cip, sip), hosts.port(cip), 53, q, 1, 64),
+            )
+        )
+        kinds["dns"] += 1
+        made += 1
+
+
 def generate(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     hosts = Hosts(rng)
@@ -871,7 +1101,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     out: list[tuple[int, bytes]] = []
     span = max(1, args.packets // 25) * 1000  # about 25k packets/s
     gen = Gen(rng, hosts, pool, out, span)
-    splicer = Splicer(rng, hosts, out)
+    hospital_mode = args.imaging or args.span_hospital
+    splicer = Splicer(rng, hosts, out, Services(rng) if hospital_mode else None)
     kinds: Counter[str] = Counter()
 
     if args.worst_case:
@@ -889,6 +1120,13 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
                 break
             splicer.splice(case, rng.randrange(window), gen.vlan())
             i += 1
+    elif hospital_mode:
+        import hospital  # bench/ is on sys.path: this script's folder, or put there
+
+        mode = "imaging" if args.imaging else "span-hospital"
+        shape = hospital.shape_for(mode, args)
+        hospital.splice_hospital(splicer, gen, load_cases(), shape)
+        fill_background(gen, args.packets - splicer.packets, BACKGROUND, kinds)
     else:
         mode = "many-flows" if args.many_flows else "default"
         cases = load_cases()
@@ -897,44 +1135,24 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         rng.shuffle(plan)
         for case in plan:
             splicer.splice(case, rng.randrange(span), gen.vlan())
-        target = args.packets - splicer.packets
-        if args.many_flows:
-            weights = {"short": 1.0}
-        else:
-            weights = {"http": 0.33, "tls": 0.30, "dns": 0.12, "database": 0.19, "decoy": 0.06}
-        made = 0
-        while target - made > 40:
-            kind = max(weights, key=lambda k: weights[k] * (made + 1) - kinds[k])
-            before = len(out)
-            getattr(gen, kind)()
-            kinds[kind] += len(out) - before
-            made += len(out) - before
-        if made > target:  # the last flow overshot: trim its tail
-            del out[len(out) - (made - target) :]
-            kinds[kind] -= made - target
-            made = target
-        while made < target:  # unanswered DNS queries fill the rest
-            v6 = rng.random() < 0.1
-            cip = rng.choice(hosts.clients6 if v6 else hosts.clients4)
-            sip = rng.choice(hosts.dns6 if v6 else hosts.dns4)
-            q = _dns_query(rng.getrandbits(16), rng.choice(DNS_NAMES), 1)
-            l2 = l2_header(GATEWAY_MAC, mac(int.from_bytes(cip[-4:], "big")), None, v6)
-            out.append(
-                (
-                    gen.start(),
-                    udp_frame(l2, v6, cip, sip, addr_sum(cip, sip), hosts.port(cip), 53, q, 1, 64),
-                )
-            )
-            kinds["dns"] += 1
-            made += 1
+        weights = {"short": 1.0} if args.many_flows else BACKGROUND
+        fill_background(gen, args.packets - splicer.packets, weights, kinds)
     kinds["dicom"] = splicer.packets
     size = write_pcap(args.out, out)
+    frame_bytes = size - len(PCAP_GLOBAL) - REC_H.size * len(out)
+    services = {(a["acceptor_ip"], a["acceptor_port"]) for a in splicer.truth}
     return {
         "mode": mode,
         "seed": args.seed,
         "packets": len(out),
         "bytes": size,
         "dicom_packets": splicer.packets,
+        "dicom_packet_share": round(splicer.packets / max(1, len(out)), 4),
+        "frame_bytes": frame_bytes,
+        "dicom_frame_bytes": splicer.bytes,
+        "dicom_byte_share": round(splicer.bytes / max(1, frame_bytes), 4),
+        "services": len(services),
+        "association_count": len(splicer.truth),
         "background_flows": gen.flows,
         "packets_by_kind": dict(sorted(kinds.items())),
         "case_copies": dict(sorted(splicer.copies.items())),
@@ -945,20 +1163,48 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--packets", type=int, default=1_400_000)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "data" / "bench.pcap")
+    parser.add_argument(
+        "--packets",
+        type=int,
+        help="packets in the capture (default 1,400,000; --imaging 400,000; "
+        "--span-hospital 1,500,000)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default bench/data/bench.pcap (imaging.pcap, span.pcap for the hospital modes)",
+    )
     parser.add_argument(
         "--dicom-fraction",
         type=float,
-        default=0.0003,
-        help="share of packets that are spliced DICOM (default 0.0003)",
+        help="share of packets that are spliced DICOM (default 0.0003; --imaging 0.96, "
+        "--span-hospital 0.03)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--worst-case", action="store_true", help="every packet DICOM (C-STOREs)")
     mode.add_argument("--many-flows", action="store_true", help="short non-DICOM TCP flows")
+    mode.add_argument("--imaging", action="store_true",
+                      help="an imaging VLAN: DICOM bytes, >= 1,000 services")  # fmt: skip
+    mode.add_argument("--span-hospital", action="store_true",
+                      help="a hospital span port: 3%% DICOM, >= 500 services")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=64,
                         help="worst case: about this many associations at once")  # fmt: skip
+    parser.add_argument("--services", type=int,
+                        help="hospital modes: at least this many DICOM services "
+                        "(default 1,000 imaging, 500 span)")  # fmt: skip
+    parser.add_argument("--associations", type=int,
+                        help="hospital modes: at least this many associations "
+                        "(default 1,500 imaging, 0 span)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.imaging:
+        packets, fraction, name = 400_000, 0.96, "imaging.pcap"
+    elif args.span_hospital:
+        packets, fraction, name = 1_500_000, 0.03, "span.pcap"
+    else:
+        packets, fraction, name = 1_400_000, 0.0003, "bench.pcap"
+    args.packets = packets if args.packets is None else args.packets
+    args.dicom_fraction = fraction if args.dicom_fraction is None else args.dicom_fraction
+    args.out = ROOT / "bench" / "data" / name if args.out is None else args.out
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     truth = generate(args)
@@ -966,7 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
     truth_path.write_text(json.dumps(truth, indent=1) + "\n")
     print(
         f"{args.out}: {truth['packets']} packets, {truth['bytes'] / 1e6:.1f} MB, "
-        f"{truth['dicom_packets']} DICOM packets in {len(truth['associations'])} associations "
+        f"{truth['dicom_packets']} DICOM packets ({truth['dicom_packet_share']:.2%}, "
+        f"{truth['dicom_byte_share']:.2%} of frame bytes) in {truth['association_count']} "
+        f"associations to {truth['services']} services "
         f"({truth['mode']}, seed {args.seed}) in {time.perf_counter() - started:.1f} s; "
         f"truth: {truth_path}",
         file=sys.stderr,
@@ -975,4 +1223,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # hospital.py imports this module by name: let it find this run rather than load a copy.
+    sys.modules.setdefault("generate", sys.modules["__main__"])
     sys.exit(main())
