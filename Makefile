@@ -16,9 +16,11 @@ all: test
 # System packages through apt, only those whose commands are missing.
 system-deps:
 	@missing=""; \
-	for c in tshark:tshark storescp:dcmtk tcpdump:tcpdump tcpreplay:tcpreplay promtool:prometheus amtool:prometheus-alertmanager ip:iproute2 setcap:libcap2-bin bro-cut:bro-aux; do \
+	for c in tshark:tshark storescp:dcmtk tcpdump:tcpdump tcpreplay:tcpreplay promtool:prometheus amtool:prometheus-alertmanager ip:iproute2 setcap:libcap2-bin bro-cut:bro-aux gcc:gcc; do \
 	  cmd=$${c%%:*}; pkg=$${c##*:}; command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
+	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -26,7 +28,8 @@ system-deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+# pip builds the compiled second-pass loop (sensor/capture/fastpath.c) with gcc.
+$(STAMP): pyproject.toml sensor/capture/fastpath.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -22,7 +22,8 @@ from dissectors.dicom.events import (
     GapDetected,
 )
 
-from .capture.bpf import PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
+from .capture import fastread
+from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
 from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
 from .capture.offline import OfflineCapture, Packet, ReadResult
 from .capture.prefilter import MAX_PORTS, Followed, flow_key
@@ -99,6 +100,7 @@ class Pipeline:
         self._fallback_said = False
         self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
         self._live = False
+        self.use_fast = True  # the compiled second pass, when built (tests turn it off)
         self.reinstall_due = False
         # Every ended association or connection goes to each of these (JSON lines, Zeek log).
         self.record_sinks: list[Callable[[dict[str, Any]], None]] = []
@@ -146,6 +148,8 @@ class Pipeline:
             if self.followed:
                 self._probe_new = False  # the first pass has decided every head
                 self.engine.admit = self._admit
+                if self._fast_pass(capture, decode, progress):
+                    return self._counted(capture, counting, result)
                 expr = self.followed.expression(capture.linktype)
                 self.followed.installed()
                 self._say_fallback()
@@ -158,9 +162,41 @@ class Pipeline:
             all_tcp = all_tcp_filter(capture.linktype)
             self.feed(capture.packets(all_tcp, result, progress), decode)
             self._note_cut(capture, result)
+        self._counted(capture, counting, result)
+
+    def _counted(
+        self, capture: OfflineCapture, counting: Callable[[], int | None], result: ReadResult
+    ) -> None:
         counted = counting()
         self.counters.packets += counted if counted is not None else result.packets
         self.counters.capture_file_bytes += capture.size
+
+    def _fast_pass(
+        self,
+        capture: OfflineCapture,
+        decode: Callable[[float, bytes], Any],
+        progress: Progress | None,
+    ) -> bool:
+        """The second pass in C (fastpath.c) when it is built and the file suits it."""
+        if not (self.use_fast and fastread.available()) or capture.linktype != ETHERNET:
+            return False
+        followed = self.followed
+        services = {fastread.endpoint(ip, port) for ip, port in followed.services}
+        flows = {
+            fastread.flow_key(fastread.endpoint(a, pa), fastread.endpoint(b, pb), vlan)[0]
+            for (a, pa, b, pb), vlan in followed.flows.items()
+        }
+        try:
+            reader = fastread.FastReader(capture.path, services, flows)
+        except (OSError, ValueError):
+            return False  # pcapng and the like: libpcap reads them
+        engine = self.engine
+        engine.fast = reader
+        try:
+            self.feed(reader.packets(engine.fast_report, progress), decode)
+        finally:
+            engine.fast_release()
+        return True
 
     def follow_all(self) -> None:
         """A live source whose kernel filter admits all of TCP: the engine probes every flow."""
@@ -332,7 +368,7 @@ class Pipeline:
             if ts >= self._next_expire:
                 self._next_expire = ts + 1.0
                 self._alerts(self.folder.expire(ts))
-        self.last_ts = max(self.last_ts, ts)
+        self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
         self.counters.last_packet_ts = self.last_ts
 
     def tick(self, now: float) -> None:

@@ -4,8 +4,8 @@ Python keeps the exact set: every DICOM service (acceptor address and port) seen
 or be asked, and single connections found mid-stream or opened with a tiny first segment.
 The set has no size limit. libpcap or the kernel gets a superset whose size does not grow
 with the number of services: heads (segments that may start an association), payloads of
-1 to 9 bytes (a head cut into pieces), and the TCP ports the followed services listen on.
-Past ``max_ports`` distinct ports the filter admits all of TCP; that is counted and said.
+1 to 9 bytes (a head cut into pieces), and the TCP ports the followed services listen on,
+merged into at most ``max_terms`` port ranges when they are many.
 """
 
 from __future__ import annotations
@@ -20,7 +20,25 @@ FlowKey4 = tuple[str, int, str, int]
 # Linux hands out client ports from 32768 up, Windows from 49152: a mid-stream connection
 # between a port below this and one above it is a client talking to the lower port.
 EPHEMERAL_LOW = 32768
-MAX_PORTS = 64  # libpcap's optimiser is quadratic: 64 ports compile in about 0.1-0.2 s
+MAX_TERMS = 24  # libpcap's optimiser is quadratic in the terms: 24 compile in about 30 ms
+MAX_PORTS = 65536  # past this many ports (never, for TCP) the filter would admit all of TCP
+
+
+def port_ranges(ports: list[int], max_terms: int) -> list[tuple[int, int]]:
+    """Sorted ports as at most ``max_terms`` ranges: the widest gaps between them split.
+
+    The filter may admit more than the followed ports (Python keeps the exact set), so
+    nearby ports share a range and the filter's size stays bounded whatever their number.
+    """
+    if len(ports) <= max_terms:
+        return [(p, p) for p in ports]
+    gaps = sorted(range(1, len(ports)), key=lambda i: ports[i] - ports[i - 1], reverse=True)
+    cuts = sorted(gaps[: max_terms - 1])
+    out, start = [], 0
+    for cut in [*cuts, len(ports)]:
+        out.append((ports[start], ports[cut - 1]))
+        start = cut
+    return out
 
 
 def flow_key(seg: Segment) -> FlowKey4:
@@ -54,9 +72,10 @@ class PrefilterStats:
 class Followed:
     """The services and connections being followed, and the filter that admits them."""
 
-    def __init__(self, heads: str, max_ports: int = MAX_PORTS) -> None:
+    def __init__(self, heads: str, max_ports: int = MAX_PORTS, max_terms: int = MAX_TERMS) -> None:
         self.heads = heads
         self.max_ports = max_ports
+        self.max_terms = max_terms
         self.services: set[tuple[str, int]] = set()
         self.flows: dict[FlowKey4, int | None] = {}  # connection -> its VLAN id
         self._flow_ports: dict[FlowKey4, tuple[int, ...]] = {}  # the ports a flow added
@@ -139,7 +158,10 @@ class Followed:
             return self._wrap(linktype, f"({self.heads})", any_tags)
         # `tcp port` covers IPv4 and IPv6. Ports come first: a heads test that loads a
         # payload byte past the end of a short packet ends the whole program with "reject".
-        listed = " or ".join(f"tcp port {p}" for p in ports)
+        listed = " or ".join(
+            f"tcp port {lo}" if lo == hi else f"tcp portrange {lo}-{hi}"
+            for lo, hi in port_ranges(ports, self.max_terms)
+        )
         return self._wrap(linktype, f"{listed} or ({self.heads})", any_tags)
 
     def installed(self) -> None:

@@ -19,6 +19,8 @@ from dissectors.base import (
 )
 
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from ..capture.fastread import endpoint as fast_endpoint
+from ..capture.fastread import flow_key as fast_flow_key
 from .stream import Chunk, Gap, StreamReassembler
 from .table import (
     CLOSED,
@@ -65,6 +67,11 @@ class FlowEngine:
         self.admit: Callable[[Segment], bool] | None = None
         # Told when a flow stops being looked at (ignored or closed), with its 4-tuple.
         self.forget: Callable[[tuple[str, int, str, int]], None] | None = None
+        # The compiled reader of an offline pass (capture/fastread.py), when it is used: the
+        # engine registers flows whose coming segments it would only count.
+        self.fast: Any = None
+        self._fast_regs: dict[bytes, list[Any]] = {}  # key -> [flow, side index, next seq]
+        self.fast_last_ts = 0.0  # the newest packet the compiled reader absorbed
         self.stats = EngineStats()
         self._dissectors = tuple(dissectors)
         self._on_event = on_event
@@ -225,6 +232,8 @@ class FlowEngine:
 
     def _close(self, flow: Flow, reason: CloseReason, ts: float) -> None:
         """Deliver what the reassemblers hold, close the session, and count the flow closed."""
+        if self.fast is not None:
+            self._fast_drop(flow)
         stats = self.stats
         stats.flows_active -= 1
         stats.flows_closed[reason] = stats.flows_closed.get(reason, 0) + 1
@@ -305,6 +314,8 @@ class FlowEngine:
                     events = skipper.skip(direction, n, ts)
                     if events:
                         self._emit(flow, skipper, events)
+                    if self.fast is not None:
+                        self._offer_skip(flow, idx)
                     return
             except Exception:
                 self._dissector_error(flow, ts)
@@ -316,6 +327,86 @@ class FlowEngine:
             self._check_quiet(flow, idx)
         if side.reasm.fin_reached and flow.sides[1 - idx].reasm.fin_reached:
             self._end(flow, CloseReason.CONNECTION_CLOSED, ts, linger=True)
+        elif self.fast is not None and flow.skipper is not None and flow.state == MATCHED:
+            self._offer_skip(flow, idx)
+
+    # The compiled reader
+
+    def _offer_skip(self, flow: Flow, idx: int) -> None:
+        """Let the compiled reader absorb this direction's coming data-set segments."""
+        side = flow.sides[idx]
+        skipper = flow.skipper
+        if skipper is None or side.tail or flow.sides[1 - idx].reasm.buffered_segments:
+            return
+        if flow.sides[1 - idx].reasm.fin_seen:
+            return
+        seq = side.reasm.next_seq()
+        if seq is None:
+            return
+        keyed = flow.fast_key
+        if keyed is None:
+            a = fast_endpoint(flow.key[0], flow.key[1])
+            b = fast_endpoint(flow.key[2], flow.key[3])
+            keyed = flow.fast_key = fast_flow_key(a, b, flow.key[4])
+        key, side0_lower = keyed
+        if key in self._fast_regs:
+            return
+        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+        n = skipper.skippable(direction)
+        if n <= 0:
+            return
+        # The C side numbers directions by the lower endpoint of the key.
+        data_dir = 0 if (idx == 0) == side0_lower else 1
+        self.fast.register(key, data_dir, seq, seq + n)
+        self._fast_regs[key] = [flow, idx, seq]
+
+    def fast_report(self, report: tuple[bytes, int, int, int, float], final: bool) -> None:
+        """Account what the compiled reader absorbed for a flow (``final``: it let go)."""
+        key, nbytes, data_packets, acks, last_ts = report
+        reg = self._fast_regs.pop(key, None) if final else self._fast_regs.get(key)
+        if reg is None:
+            return
+        flow, idx, seq = reg
+        stats = self.stats
+        stats.packets += data_packets + acks
+        stats.fast_packets += data_packets + acks
+        stats.payload_bytes += nbytes
+        if last_ts > flow.last_ts:
+            flow.last_ts = last_ts
+        if last_ts > self.fast_last_ts:
+            self.fast_last_ts = last_ts
+        side = flow.sides[idx]
+        side.packets += data_packets
+        skipper = flow.skipper
+        if nbytes and skipper is not None:
+            direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+            side.reasm.skip(seq, nbytes, last_ts)
+            reg[2] = (seq + nbytes) & 0xFFFFFFFF
+            try:
+                events = skipper.skip(direction, nbytes, last_ts)
+            except Exception:
+                self._dissector_error(flow, last_ts)
+                return
+            if events:
+                self._emit(flow, skipper, events)
+
+    def fast_release(self) -> None:
+        """The compiled reader is done: what it still absorbs is accounted, then forgotten."""
+        for key in list(self._fast_regs):
+            report = self.fast.unregister(key)
+            if report is not None:
+                self.fast_report(report, True)
+        self._fast_regs.clear()
+        self.fast = None
+
+    def _fast_drop(self, flow: Flow) -> None:
+        """The flow ends or is ignored: take back what the compiled reader absorbed."""
+        if flow.fast_key is not None and flow.fast_key[0] in self._fast_regs:
+            report = self.fast.unregister(flow.fast_key[0])
+            if report is not None:
+                self.fast_report(report, True)
+            else:
+                self._fast_regs.pop(flow.fast_key[0], None)
 
     def _route(self, flow: Flow, idx: int, chunks: list[Chunk], ts: float) -> None:
         """Send chunks to the probe or the session, whichever the flow's state calls for."""
@@ -344,6 +435,8 @@ class FlowEngine:
 
     def _ignore(self, flow: Flow) -> None:
         """Stop looking at a flow; until it ends it costs one lookup per packet."""
+        if self.fast is not None:
+            self._fast_drop(flow)
         flow.state = IGNORED
         flow.session = None
         flow.skipper = None

@@ -167,6 +167,12 @@ class StreamReassembler:
         self._reach_fin()
         return out
 
+    def next_seq(self) -> int | None:
+        """The sequence number of the next byte, if the stream stands plainly in order there."""
+        if self._starts or self._fin is not None or not self.started:
+            return None
+        return (self._base + self._next) & _SEQ_MASK
+
     def skip(self, seq: int, n: int, ts: float) -> bool:
         """Take the in-order segment at ``seq`` by its length ``n`` alone; False if it is not one.
 

@@ -87,6 +87,7 @@ class EngineStats:
     flows_ignored: int = 0
     flows_closed: dict[CloseReason, int] = field(default_factory=dict)
     stream: ReassemblyStats = field(default_factory=ReassemblyStats)
+    fast_packets: int = 0  # absorbed by the compiled reader, never built into Python objects
     tail_overflows: int = 0
     dissector_errors: int = 0
 
@@ -150,6 +151,7 @@ class Flow:
 
     __slots__ = (
         "client",
+        "fast_key",
         "fins",
         "first_ts",
         "key",
@@ -173,6 +175,8 @@ class Flow:
         self.session: Session | None = None
         # The session again when it can skip bytes it would only count; found once, at match.
         self.skipper: Skipping | None = None
+        # The compiled reader's key for this flow, and whether sides[0] is its lower end.
+        self.fast_key: tuple[bytes, bool] | None = None
         self.protocol = ""
         self.origin = -1  # index into sides of the ORIGIN direction, once matched
         self.client = -1  # index into sides of the SYN sender, when seen

@@ -221,6 +221,12 @@ class SensorCollector(Collector):
             [(r.value,) for r in CloseReason],
             {r.value: n for r, n in stats.flows_closed.items()},
         )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_fast_path_packets",
+            "Inspected packets the compiled reader absorbed (data-set segments, pure ACKs).",
+            stats.fast_packets,
+        )
         pf = p.followed.stats
         for kind, name, doc, value in (
             (

@@ -1,0 +1,498 @@
+/*
+ * The compiled packet loop for the second pass over a classic pcap file of Ethernet frames.
+ *
+ * Python keeps every decision; this loop only does what Python told it to, without a
+ * Python object per packet:
+ *   - a packet of no followed service (acceptor address and port) or connection is dropped,
+ *     as the second pass's BPF filter would drop it;
+ *   - a packet of a flow with a skip entry is absorbed by arithmetic when it is a pure ACK,
+ *     or the exactly-next data segment of the entry's direction that ends within the entry's
+ *     window (bytes the dissector session only counts: inside a data set);
+ *   - anything else (SYN, FIN, RST, out of order, past the window, snaplen cut, not plain
+ *     IPv4/IPv6 TCP) goes to Python as (ts, frame, wire length, report or None), where the
+ *     report is what the flow's entry absorbed since Python last heard of it.
+ *
+ * Keys are bytes: the two endpoints (address bytes + big-endian port), lower first by
+ * memcmp, then the VLAN id (0xffff for none). Python builds the same keys (fastpath.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define NO_VLAN 0xffff
+#define MAX_KEY (2 * (16 + 2) + 2)
+
+typedef struct {
+    uint32_t next_seq;  /* the next byte expected in the data direction */
+    uint32_t end;       /* the window ends before this sequence number */
+    int data_dir;       /* 0: the lower endpoint sends the data, 1: the higher */
+    uint64_t bytes;     /* absorbed since the last report */
+    uint64_t data_packets;
+    uint64_t ack_packets;
+    double last_ts;
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    FILE *fp;
+    int swapped;
+    int nsec;
+    uint32_t snaplen;
+    unsigned char *buf;
+    size_t bufsize;
+    PyObject *services; /* set of bytes: address + port */
+    PyObject *flows;    /* set of keys */
+    PyObject *entries;  /* dict: key -> capsule(Entry) */
+    int eof;
+    PyObject *error;    /* str or None: why reading stopped early */
+    unsigned long long packets;  /* records read */
+} Scanner;
+
+static uint32_t rd32(const unsigned char *p, int swapped) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return swapped ? __builtin_bswap32(v) : v;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+static void entry_free(PyObject *capsule) {
+    PyMem_Free(PyCapsule_GetPointer(capsule, "fastpath.entry"));
+}
+
+static void Scanner_dealloc(Scanner *self) {
+    if (self->fp) fclose(self->fp);
+    PyMem_Free(self->buf);
+    Py_XDECREF(self->services);
+    Py_XDECREF(self->flows);
+    Py_XDECREF(self->entries);
+    Py_XDECREF(self->error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
+    const char *path;
+    PyObject *services, *flows;
+    static char *kwlist[] = {"path", "services", "flows", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO", kwlist, &path, &services, &flows))
+        return -1;
+    if (!PyAnySet_Check(services) || !PyAnySet_Check(flows)) {
+        PyErr_SetString(PyExc_TypeError, "services and flows must be sets of bytes");
+        return -1;
+    }
+    self->fp = fopen(path, "rb");
+    if (!self->fp) {
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
+    }
+    unsigned char head[24];
+    if (fread(head, 1, 24, self->fp) != 24) {
+        PyErr_SetString(PyExc_ValueError, "not a classic pcap file (short header)");
+        return -1;
+    }
+    uint32_t magic;
+    memcpy(&magic, head, 4);
+    if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) self->swapped = 0;
+    else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) self->swapped = 1;
+    else {
+        PyErr_SetString(PyExc_ValueError, "not a classic pcap file");
+        return -1;
+    }
+    self->nsec = (magic == 0xa1b23c4d || magic == 0x4d3cb2a1);
+    self->snaplen = rd32(head + 16, self->swapped);
+    if ((rd32(head + 20, self->swapped) & 0x0fffffff) != 1) {
+        PyErr_SetString(PyExc_ValueError, "not an Ethernet capture");
+        return -1;
+    }
+    self->bufsize = 65536;
+    self->buf = PyMem_Malloc(self->bufsize);
+    if (!self->buf) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_INCREF(services);
+    self->services = services;
+    Py_INCREF(flows);
+    self->flows = flows;
+    self->entries = PyDict_New();
+    if (!self->entries) return -1;
+    Py_INCREF(Py_None);
+    self->error = Py_None;
+    return 0;
+}
+
+/* A report: (key, bytes, data packets, ack packets, last ts); counters reset. */
+static PyObject *report(PyObject *key, Entry *e) {
+    PyObject *r = Py_BuildValue("(OKKKd)", key, (unsigned long long)e->bytes,
+                                (unsigned long long)e->data_packets,
+                                (unsigned long long)e->ack_packets, e->last_ts);
+    e->bytes = e->data_packets = e->ack_packets = 0;
+    return r;
+}
+
+/* Read one record into buf; 1 read, 0 end of file, -1 error (self->error set). */
+static int read_record(Scanner *self, double *ts, uint32_t *caplen, uint32_t *wire) {
+    unsigned char rh[16];
+    size_t got = fread(rh, 1, 16, self->fp);
+    if (got == 0) return 0;
+    if (got != 16) goto cut;
+    uint32_t sec = rd32(rh, self->swapped), frac = rd32(rh + 4, self->swapped);
+    *caplen = rd32(rh + 8, self->swapped);
+    *wire = rd32(rh + 12, self->swapped);
+    if (*caplen > 262144 * 4) {
+        Py_SETREF(self->error, PyUnicode_FromString("record longer than any snaplen"));
+        return -1;
+    }
+    if (*caplen > self->bufsize) {
+        unsigned char *nb = PyMem_Realloc(self->buf, *caplen);
+        if (!nb) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        self->buf = nb;
+        self->bufsize = *caplen;
+    }
+    if (fread(self->buf, 1, *caplen, self->fp) != *caplen) goto cut;
+    *ts = (double)sec + (self->nsec ? frac * 1e-9 : frac * 1e-6);
+    self->packets++;
+    return 1;
+cut:
+    Py_SETREF(self->error, PyUnicode_FromString("truncated dump file; cut mid-packet"));
+    return -1;
+}
+
+/*
+ * Parse Ethernet (802.1Q/QinQ), IPv4 or IPv6 without extension headers, TCP.
+ * Returns 1 with the fields set, 0 for a frame Python must see (odd or cut),
+ * -1 for a frame that is not TCP over IP (dropped, as the BPF pass drops it).
+ */
+typedef struct {
+    const unsigned char *src, *dst;
+    int alen;
+    uint16_t sport, dport, vlan;
+    uint32_t seq;
+    uint8_t flags;
+    uint32_t plen;
+} Tcp;
+
+static int parse(const unsigned char *p, uint32_t caplen, uint32_t wire, Tcp *t) {
+    uint32_t off = 12;
+    t->vlan = NO_VLAN;
+    if (caplen < 14) return 0;
+    uint16_t type = be16(p + off);
+    while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {
+        if (caplen < off + 6) return 0;
+        if (t->vlan == NO_VLAN) t->vlan = be16(p + off + 2) & 0x0fff;
+        off += 4;
+        type = be16(p + off);
+    }
+    off += 2;
+    uint32_t l4, end;
+    if (type == 0x0800) {
+        if (caplen < off + 20) return 0;
+        const unsigned char *ip = p + off;
+        uint32_t ihl = (ip[0] & 0x0f) * 4, total = be16(ip + 2);
+        if ((ip[0] >> 4) != 4 || ihl < 20) return 0;
+        if (ip[9] != 6) return -1;
+        if (be16(ip + 6) & 0x3fff) return 0; /* a fragment: Python counts it */
+        if (total < ihl + 20 || off + total > caplen) return 0;
+        t->src = ip + 12;
+        t->dst = ip + 16;
+        t->alen = 4;
+        l4 = off + ihl;
+        end = off + total;
+    } else if (type == 0x86dd) {
+        if (caplen < off + 40) return 0;
+        const unsigned char *ip = p + off;
+        if (ip[6] != 6) return ip[6] == 17 || ip[6] == 58 ? -1 : 0;
+        uint32_t plen = be16(ip + 4);
+        if (off + 40 + plen > caplen || plen < 20) return 0;
+        t->src = ip + 8;
+        t->dst = ip + 24;
+        t->alen = 16;
+        l4 = off + 40;
+        end = l4 + plen;
+    } else {
+        return -1;
+    }
+    const unsigned char *tcp = p + l4;
+    uint32_t doff = (tcp[12] >> 4) * 4;
+    if (doff < 20 || l4 + doff > end) return 0;
+    t->sport = be16(tcp);
+    t->dport = be16(tcp + 2);
+    t->seq = be32(tcp + 4);
+    t->flags = tcp[13];
+    t->plen = end - l4 - doff;
+    (void)wire;
+    return 1;
+}
+
+/* key = lower endpoint, higher endpoint, vlan; *dir = 0 when the source is the lower. */
+static Py_ssize_t make_key(const Tcp *t, unsigned char *key, int *dir) {
+    unsigned char a[18], b[18];
+    int n = t->alen + 2;
+    memcpy(a, t->src, t->alen);
+    a[t->alen] = t->sport >> 8;
+    a[t->alen + 1] = t->sport & 0xff;
+    memcpy(b, t->dst, t->alen);
+    b[t->alen] = t->dport >> 8;
+    b[t->alen + 1] = t->dport & 0xff;
+    *dir = memcmp(a, b, n) > 0;
+    memcpy(key, *dir ? b : a, n);
+    memcpy(key + n, *dir ? a : b, n);
+    key[2 * n] = t->vlan >> 8;
+    key[2 * n + 1] = t->vlan & 0xff;
+    return 2 * n + 2;
+}
+
+static int covered(Scanner *self, const Tcp *t, PyObject *key) {
+    unsigned char ep[18];
+    int n = t->alen + 2;
+    int found = PySet_Contains(self->flows, key);
+    if (found) return found;
+    for (int side = 0; side < 2; side++) {
+        const unsigned char *ip = side ? t->src : t->dst;
+        uint16_t port = side ? t->sport : t->dport;
+        memcpy(ep, ip, t->alen);
+        ep[t->alen] = port >> 8;
+        ep[t->alen + 1] = port & 0xff;
+        PyObject *k = PyBytes_FromStringAndSize((const char *)ep, n);
+        if (!k) return -1;
+        found = PySet_Contains(self->services, k);
+        Py_DECREF(k);
+        if (found) return found;
+    }
+    return 0;
+}
+
+/*
+ * batch(max_items, max_packets) -> (items, reports, done)
+ * items: (ts, frame, wire length, report or None) for Python, in capture order;
+ * reports: what the remaining entries absorbed since they were last reported, given when
+ * max_packets were read or at the end. Python registers entries while it handles an item,
+ * so it asks for one item at a time: packets read ahead would miss those entries.
+ */
+static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
+    Py_ssize_t max_items, max_packets;
+    if (!PyArg_ParseTuple(args, "nn", &max_items, &max_packets)) return NULL;
+    PyObject *items = PyList_New(0);
+    if (!items) return NULL;
+    Py_ssize_t read = 0;
+    while (!self->eof && PyList_GET_SIZE(items) < max_items && read < max_packets) {
+        double ts;
+        uint32_t caplen, wire;
+        int r = read_record(self, &ts, &caplen, &wire);
+        if (r == -2) goto fail;
+        if (r <= 0) {
+            self->eof = 1;
+            break;
+        }
+        read++;
+        Tcp t;
+        int parsed = parse(self->buf, caplen, wire, &t);
+        if (parsed < 0) continue;
+        PyObject *rep = Py_None;
+        Py_INCREF(rep);
+        if (parsed == 1) {
+            unsigned char kb[MAX_KEY];
+            int dir;
+            Py_ssize_t klen = make_key(&t, kb, &dir);
+            PyObject *key = PyBytes_FromStringAndSize((const char *)kb, klen);
+            if (!key) goto fail_rep;
+            PyObject *cap = PyDict_GetItemWithError(self->entries, key);
+            if (cap) {
+                Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+                int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
+                if (clean && t.plen == 0) {
+                    e->ack_packets++;
+                    e->last_ts = ts;
+                    Py_DECREF(key);
+                    Py_DECREF(rep);
+                    continue;
+                }
+                uint32_t room = e->end - e->next_seq;
+                if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
+                    e->next_seq += t.plen;
+                    e->bytes += t.plen;
+                    e->data_packets++;
+                    e->last_ts = ts;
+                    Py_DECREF(key);
+                    Py_DECREF(rep);
+                    continue;
+                }
+                /* Python takes over this flow: hand it what the entry absorbed. */
+                Py_DECREF(rep);
+                rep = report(key, e);
+                if (!rep || PyDict_DelItem(self->entries, key) < 0) {
+                    Py_DECREF(key);
+                    goto fail_rep;
+                }
+            } else if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto fail_rep;
+            } else {
+                int c = covered(self, &t, key);
+                if (c < 0) {
+                    Py_DECREF(key);
+                    goto fail_rep;
+                }
+                if (!c) {
+                    Py_DECREF(key);
+                    Py_DECREF(rep);
+                    continue;
+                }
+            }
+            Py_DECREF(key);
+        }
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)self->buf, caplen);
+        if (!frame) goto fail_rep;
+        PyObject *item = Py_BuildValue("(dNIN)", ts, frame, wire, rep);
+        if (!item || PyList_Append(items, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+        continue;
+    fail_rep:
+        Py_XDECREF(rep);
+        goto fail;
+    }
+    PyObject *reports = PyList_New(0);
+    if (!reports) goto fail;
+    PyObject *key, *cap;
+    Py_ssize_t pos = 0;
+    /* Progress of the entries still absorbing: only every max_packets and at the end, so a
+     * flow's sums stay large; a flow's own next Python packet carries its sum anyway. */
+    int due = self->eof || read >= max_packets;
+    while (due && PyDict_Next(self->entries, &pos, &key, &cap)) {
+        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+        if (e->bytes || e->ack_packets) {
+            PyObject *rep = report(key, e);
+            if (!rep || PyList_Append(reports, rep) < 0) {
+                Py_XDECREF(rep);
+                Py_DECREF(reports);
+                goto fail;
+            }
+            Py_DECREF(rep);
+        }
+    }
+    return Py_BuildValue("(NNO)", items, reports, self->eof ? Py_True : Py_False);
+fail:
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* register(key, data_dir, next_seq, end): absorb this flow's next in-window segments. */
+static PyObject *Scanner_register(Scanner *self, PyObject *args) {
+    PyObject *key;
+    int data_dir;
+    unsigned long next_seq, end;
+    if (!PyArg_ParseTuple(args, "Sikk", &key, &data_dir, &next_seq, &end)) return NULL;
+    Entry *e = PyMem_Calloc(1, sizeof(Entry));
+    if (!e) return PyErr_NoMemory();
+    e->data_dir = data_dir ? 1 : 0;
+    e->next_seq = (uint32_t)next_seq;
+    e->end = (uint32_t)end;
+    PyObject *cap = PyCapsule_New(e, "fastpath.entry", entry_free);
+    if (!cap) {
+        PyMem_Free(e);
+        return NULL;
+    }
+    int rc = PyDict_SetItem(self->entries, key, cap);
+    Py_DECREF(cap);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* unregister(key) -> the entry's last report, or None if it had none. */
+static PyObject *Scanner_unregister(Scanner *self, PyObject *args) {
+    PyObject *key;
+    if (!PyArg_ParseTuple(args, "S", &key)) return NULL;
+    PyObject *cap = PyDict_GetItemWithError(self->entries, key);
+    if (!cap) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+    PyObject *rep = (e->bytes || e->ack_packets) ? report(key, e) : (Py_INCREF(Py_None), Py_None);
+    if (!rep) return NULL;
+    if (PyDict_DelItem(self->entries, key) < 0) {
+        Py_DECREF(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+static PyObject *Scanner_tell(Scanner *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromLongLong(self->fp ? (long long)ftell(self->fp) : 0);
+}
+
+static PyObject *Scanner_get_error(Scanner *self, void *Py_UNUSED(c)) {
+    Py_INCREF(self->error);
+    return self->error;
+}
+
+static PyObject *Scanner_get_packets(Scanner *self, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(self->packets);
+}
+
+static PyObject *Scanner_get_entries(Scanner *self, void *Py_UNUSED(c)) {
+    return PyLong_FromSsize_t(PyDict_Size(self->entries));
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
+     "batch(max_items, max_packets) -> (items, reports, done)"},
+    {"register", (PyCFunction)Scanner_register, METH_VARARGS,
+     "register(key, data_dir, next_seq, end): absorb the flow's in-window segments"},
+    {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
+     "unregister(key) -> the entry's last report or None"},
+    {"tell", (PyCFunction)Scanner_tell, METH_NOARGS, "byte offset in the file"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Scanner_getset[] = {
+    {"error", (getter)Scanner_get_error, NULL, "why reading stopped early, or None", NULL},
+    {"packets", (getter)Scanner_get_packets, NULL, "records read", NULL},
+    {"entries", (getter)Scanner_get_entries, NULL, "flows with a skip entry", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sensor.capture.fastpath.Scanner",
+    .tp_doc = "The second pass over a classic pcap file of Ethernet frames, in C.",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Scanner_init,
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_methods = Scanner_methods,
+    .tp_getset = Scanner_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "fastpath",
+    "The compiled second-pass packet loop (see sensor/capture/fastpath.c).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit_fastpath(void) {
+    if (PyType_Ready(&ScannerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0) {
+        Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,92 @@
+"""The compiled second pass (fastpath.c) seen from Python: keys, availability, the reader.
+
+A classic pcap file of Ethernet frames is read in C when the extension is built: packets of
+nothing followed are dropped there, and the data-set segments and pure ACKs of flows the
+engine registered are absorbed by arithmetic and reported in sums. Everything else, and
+every other capture, takes the Python path through libpcap; both give the same records.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+fastpath: Any
+try:
+    fastpath = importlib.import_module(f"{__package__}.fastpath")
+except ImportError:  # not built (no compiler at install time): the Python path is used
+    fastpath = None
+
+NO_VLAN = 0xFFFF
+Report = tuple[bytes, int, int, int, float]  # key, bytes, data packets, ACKs, last time
+Packet = tuple[float, bytes, int]
+
+
+def available() -> bool:
+    """Whether the compiled reader was built."""
+    return fastpath is not None
+
+
+def endpoint(ip: str, port: int) -> bytes:
+    """An endpoint as the C side spells it: address bytes, then the port big-endian."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return socket.inet_pton(family, ip) + port.to_bytes(2, "big")
+
+
+def flow_key(a: bytes, b: bytes, vlan: int | None) -> tuple[bytes, bool]:
+    """(key, whether ``a`` is the lower endpoint) for the connection between two endpoints."""
+    tag = (NO_VLAN if vlan is None else vlan).to_bytes(2, "big")
+    return (a + b + tag, True) if a <= b else (b + a + tag, False)
+
+
+class FastReader:
+    """One second pass over a file in C; the engine registers and drops skip entries."""
+
+    def __init__(self, path: str, services: set[bytes], flows: set[bytes]) -> None:
+        if fastpath is None:
+            raise RuntimeError("the compiled reader is not built")
+        self.scanner = fastpath.Scanner(path, services, flows)
+
+    @property
+    def error(self) -> str | None:
+        """Why reading stopped early (a file cut mid-packet), if it did."""
+        error: str | None = self.scanner.error
+        return error
+
+    def register(self, key: bytes, data_dir: int, next_seq: int, end: int) -> None:
+        """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs."""
+        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF)
+
+    def unregister(self, key: bytes) -> Report | None:
+        """Stop absorbing for the flow; what it absorbed since the last report."""
+        report: Report | None = self.scanner.unregister(key)
+        return report
+
+    def packets(
+        self,
+        apply: Callable[[Report, bool], None],
+        progress: Callable[[int], None] | None = None,
+        every: int = 65536,
+    ) -> Iterator[Packet]:
+        """The packets Python must see, in order.
+
+        ``apply(report, final)`` accounts what a flow's entry absorbed: before the packet it
+        precedes (final: the entry is gone), and for the others every ``every`` packets read
+        and at the end.
+        """
+        scanner: Any = self.scanner
+        while True:
+            # One item at a time: handling it may register an entry for what follows.
+            items, reports, done = scanner.batch(1, every)
+            for ts, frame, wire, report in items:
+                if report is not None:
+                    apply(report, True)
+                yield ts, frame, wire
+            for report in reports:
+                apply(report, False)
+            if progress is not None and reports:
+                progress(scanner.tell())
+            if done:
+                return
