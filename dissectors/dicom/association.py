@@ -199,9 +199,16 @@ class DicomSession:
                     if n - pos < 6:
                         break
                     length, ctx, control = PDV_HEADER.unpack_from(data, pos)
-                    if length < 2 or length + 4 > d.pdu_left or control > 3:
+                    if length < 2 or length + 4 > d.pdu_left:
                         self._lose_pdv_framing(d, direction, ts, events, "PDV header invalid")
                         continue
+                    if control > 3:
+                        # PS3.8 E.2: bits 2-7 are reserved and receivers (pynetdicom, DCMTK)
+                        # do not test them, so neither may we: decode, and say so.
+                        self._anomaly(
+                            direction, ts, events, Reason.RESERVED_BITS,
+                            f"PDV message control header 0x{control:02x}",
+                        )  # fmt: skip
                     pos += 6
                     d.pdu_left -= 4 + length
                     d.pdv_left = length - 2
@@ -637,8 +644,9 @@ class DicomSession:
         _, length = PDU_HEADER.unpack_from(buf, i)
         if not 6 <= length <= self.limits.max_pdata_pdu:
             return False
-        pdv_len, ctx, control = PDV_HEADER.unpack_from(buf, i + 6)
-        if pdv_len < 2 or pdv_len + 4 > length or control > 3 or ctx & 1 == 0:
+        # The control header is not tested: a receiver ignores its bits 2-7 (PS3.8 E.2).
+        pdv_len, ctx, _ = PDV_HEADER.unpack_from(buf, i + 6)
+        if pdv_len < 2 or pdv_len + 4 > length or ctx & 1 == 0:
             return False
         accepted = self._accepted_contexts
         return accepted is None or ctx in accepted

@@ -19,6 +19,7 @@ class Reason(StrEnum):
     BAD_COMMAND = "bad-command"
     LOST_SYNC = "lost-sync"
     GAP = "gap"
+    RESERVED_BITS = "reserved-bits"
 
 
 class DicomError(ValueError):

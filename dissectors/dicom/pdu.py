@@ -128,6 +128,7 @@ class PDataTF:
     """P-DATA-TF PDU (PS3.8 9.3.5): a type 0x04 header followed by PDV items."""
 
     pdvs: tuple[PresentationDataValue, ...]
+    anomalies: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +327,7 @@ def _four(body: bytes, name: str) -> tuple[int, int, int, int]:
 def parse_pdata(body: bytes) -> PDataTF:
     """Decode the PDV headers of a complete P-DATA-TF body."""
     pdvs: list[PresentationDataValue] = []
+    anomalies: tuple[Reason, ...] = ()
     pos, end = 0, len(body)
     if end == 0:
         raise DicomError(Reason.BAD_LENGTH, "P-DATA-TF without PDV")
@@ -335,13 +337,14 @@ def parse_pdata(body: bytes) -> PDataTF:
         length, context_id, control = PDV_HEADER.unpack_from(body, pos)
         if length < 2 or pos + 4 + length > end:
             raise DicomError(Reason.BAD_LENGTH, "PDV length")
-        if control > 3:
-            raise DicomError(Reason.BAD_VALUE, "PDV message control header")
+        if control > 3 and not anomalies:
+            # Bits 2-7 are reserved and not tested by receivers (PS3.8 E.2): decode them.
+            anomalies = (Reason.RESERVED_BITS,)
         pdvs.append(
             PresentationDataValue(context_id, bool(control & 1), bool(control & 2), length - 2)
         )
         pos += 4 + length
-    return PDataTF(tuple(pdvs))
+    return PDataTF(tuple(pdvs), anomalies)
 
 
 def parse_pdu(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[PDU, int]:

@@ -737,7 +737,6 @@ def test_command_set_over_64_kib_with_small_limit() -> None:
     [
         "000000ff0103",  # PDV length 0xff, larger than the PDU
         "000000010103",  # PDV length 1, below the 2 bytes of its own header
-        "000000460104",  # message control header 0x04
     ],
 )
 def test_pdv_length_lies(lie: str) -> None:

@@ -111,7 +111,7 @@ PDATA_PDV_TOO_LONG = h("04000000000a00000046010300000000")
 PDATA_EMPTY = h("040000000000")
 # hand. P-DATA-TF of length 4: a PDV header cut after its length field -> truncated.
 PDATA_PDV_HEADER_CUT = h("04000000000400000046")
-# hand. P-DATA-TF with a PDV whose message control header is 0x04 -> bad-value.
+# hand. P-DATA-TF with a PDV whose message control header is 0x04 -> reserved-bits.
 PDATA_BAD_CONTROL = h("040000000008000000040104abcd")
 # hand. An unknown PDU type 0x08 with length 4 -> bad-type.
 UNKNOWN_PDU_TYPE = h("08000000000400000000")

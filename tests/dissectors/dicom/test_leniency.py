@@ -1,0 +1,152 @@
+"""Decode what the endpoints accept, report what the standard forbids (issue 14).
+
+Each case is a byte vector that a lenient receiver (pynetdicom, DCMTK) acts on although
+the standard forbids it: the session must decode what the receiver decodes, and report
+the deviation as an anomaly from the closed set. Truncated and wrong-length variants
+sit beside each case.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dissectors.base import CloseReason
+from dissectors.dicom import DicomSession, Reason, parse_pdu
+from dissectors.dicom.events import Anomaly, DimseMessage
+from dissectors.dicom.pdu import PDataTF, PresentationDataValue
+from dissectors.dicom.plugin import DICOM
+from dissectors.dicom.probe import MATCH_MIDSTREAM, probe
+
+from . import vectors as v
+from .framing import COMMAND, COMMAND_LAST, DATA_LAST, ORIGIN, PEER, Feeder, bytewise, pdata, pdv
+
+TS = 1700000000.5
+
+
+def established() -> Feeder:
+    """A session past DCMTK's RQ and AC (context 1 accepted)."""
+    feeder = Feeder(DicomSession("associate-rq"))
+    feeder.run([(ORIGIN, v.RQ_ECHO), (PEER, v.AC_ECHO)], TS)
+    return feeder
+
+
+def reasons(events: list[object]) -> list[Reason]:
+    return [e.reason for e in events if isinstance(e, Anomaly)]
+
+
+def commands(events: list[object]) -> list[str]:
+    return [e.command.name for e in events if isinstance(e, DimseMessage)]
+
+
+# ---- 1. reserved bits of the PDV message control header (PS3.8 E.2) ------------------------
+
+# hand. DCMTK's C-ECHO-RQ P-DATA (PDU length 0x4a, PDV length 0x46, context 1) with the
+# control header 0x03 (command, last) plus reserved bits: still a C-ECHO-RQ to pynetdicom.
+RESERVED_CONTROLS = [0x07, 0x0B, 0x83, 0xFF, 0xFB]
+
+
+def echo_rq_with_control(control: int) -> bytes:
+    return v.PDATA_ECHO_RQ[:11] + bytes([control]) + v.PDATA_ECHO_RQ[12:]
+
+
+@pytest.mark.parametrize("control", RESERVED_CONTROLS, ids=lambda c: f"0x{c:02x}")
+def test_reserved_control_bits_keep_the_command(control: int) -> None:
+    feeder = established()
+    events = feeder.feed(ORIGIN, echo_rq_with_control(control), TS)
+    assert commands(events) == ["C-ECHO-RQ"]
+    assert reasons(events) == [Reason.RESERVED_BITS]
+    anomaly = next(e for e in events if isinstance(e, Anomaly))
+    assert anomaly.detail == f"PDV message control header 0x{control:02x}"
+    assert feeder.session.state.anomalies == {"reserved-bits": 1}
+    # And the association goes on: the answer is decoded as usual.
+    assert commands(feeder.feed(PEER, v.PDATA_ECHO_RSP, TS)) == ["C-ECHO-RSP"]
+
+
+def test_reserved_control_bits_any_split() -> None:
+    whole = established().feed(ORIGIN, echo_rq_with_control(0xFF), TS)
+    split = established()
+    events = split.run(bytewise([(ORIGIN, echo_rq_with_control(0xFF))]), TS)
+    assert events == whole
+
+
+def test_reserved_control_bits_on_fragments_and_data_set() -> None:
+    # A command in two fragments (0x05 = command, not last; 0x07 = command, last) and a
+    # data set fragment 0xFE (data, last): one C-ECHO-RQ, one data set, three anomalies.
+    cmd = v.ECHO_RQ_COMMAND
+    stream = pdata(pdv(1, COMMAND | 0x04, cmd[:20]), pdv(1, COMMAND_LAST | 0x04, cmd[20:]))
+    stream += pdata(pdv(1, DATA_LAST | 0xFC, b"\x00" * 8))
+    feeder = established()
+    events = feeder.feed(ORIGIN, stream, TS)
+    assert commands(events) == ["C-ECHO-RQ"]
+    assert reasons(events) == [Reason.RESERVED_BITS] * 3
+    c = feeder.session.state.counters[ORIGIN]
+    assert (c.command_fragments, c.data_set_fragments, c.data_sets) == (2, 1, 1)
+
+
+def test_reserved_control_bits_truncated() -> None:
+    # The PDU ends 10 bytes into the command: the reserved bits are reported, no command,
+    # and the connection's end inside the PDU is truncated.
+    feeder = established()
+    events = feeder.feed(ORIGIN, echo_rq_with_control(0x07)[:22], TS)
+    assert (commands(events), reasons(events)) == ([], [Reason.RESERVED_BITS])
+    end = feeder.session.close(CloseReason.CONNECTION_CLOSED, TS)
+    assert reasons(end) == [Reason.TRUNCATED]
+
+
+def test_reserved_control_bits_wrong_length() -> None:
+    # PDV length 0xff, longer than its PDU: framing is lost there, whatever the control
+    # bits; the next PDU is decoded again.
+    bad = v.PDATA_ECHO_RQ[:6] + v.h("000000ff0107") + v.ECHO_RQ_COMMAND
+    feeder = established()
+    events = feeder.run([(ORIGIN, bad), (ORIGIN, echo_rq_with_control(0x07))], TS)
+    assert reasons(events) == [Reason.BAD_LENGTH, Reason.RESERVED_BITS]
+    assert commands(events) == ["C-ECHO-RQ"]
+
+
+def test_parse_pdata_reserved_bits() -> None:
+    # hand. P-DATA-TF, one PDV of 4 bytes, context 1, control 0x04: a data fragment, not
+    # last, with reserved bit 2 set.
+    pdu, size = parse_pdu(v.PDATA_BAD_CONTROL)
+    assert size == len(v.PDATA_BAD_CONTROL)
+    assert pdu == PDataTF((PresentationDataValue(1, False, False, 2),), (Reason.RESERVED_BITS,))
+
+
+def test_midstream_probe_admits_reserved_bits() -> None:
+    assert probe(echo_rq_with_control(0x07)) == MATCH_MIDSTREAM
+    assert probe(echo_rq_with_control(0xFD)) == MATCH_MIDSTREAM
+    # Bit 0 clear is a data set fragment, however the other bits are set: not a command.
+    assert probe(echo_rq_with_control(0xFE)).verdict is not MATCH_MIDSTREAM.verdict
+
+
+def test_midstream_session_with_reserved_bits() -> None:
+    session = DICOM.new_session(probe(echo_rq_with_control(0x07)).detected_by)
+    events = Feeder(session).feed(ORIGIN, echo_rq_with_control(0x07), TS)
+    assert commands(events) == ["C-ECHO-RQ"]
+    assert reasons(events) == [Reason.RESERVED_BITS]
+
+
+def _bpf_admits(payload: bytes) -> bool:
+    """Whether DICOM's BPF head test, compiled by libpcap, admits an IPv4 segment."""
+    import dpkt
+    import pcapy
+
+    def byte_at(k: int, width: int) -> str:
+        return f"tcp[((tcp[12:1] & 0xf0) >> 2) + {k}{'' if width == 1 else f':{width}'}]"
+
+    length = "(ip[2:2] - ((ip[0:1] & 0x0f) << 2) - ((tcp[12:1] & 0xf0) >> 2))"
+    program = pcapy.compile(1, 65535, f"ip and tcp and {DICOM.bpf_head(byte_at, length)}", 1, 0)
+    tcp = dpkt.tcp.TCP(sport=50001, dport=33333, seq=1, ack=1, flags=0x18, data=payload)
+    ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=6, data=tcp)
+    frame = dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip)
+    return bool(program.filter(bytes(frame)))
+
+
+@pytest.mark.parametrize("control", [0x01, 0x03, *RESERVED_CONTROLS], ids=lambda c: f"0x{c:02x}")
+def test_bpf_head_admits_commands_with_reserved_bits(control: int) -> None:
+    # The offline prefilter must find a mid-stream association that sets the bits.
+    assert _bpf_admits(echo_rq_with_control(control))
+
+
+@pytest.mark.parametrize("control", [0x00, 0x02, 0xFE])
+def test_bpf_head_drops_data_set_fragments(control: int) -> None:
+    assert not _bpf_admits(echo_rq_with_control(control))
