@@ -108,6 +108,34 @@ class DimseCommand:
         return None if self.priority is None else PRIORITY_NAMES.get(self.priority, "unknown")
 
 
+def _note(problems: list[Reason], reason: Reason) -> None:
+    if reason not in problems:
+        problems.append(reason)
+
+
+def _odd_us(
+    buf: bytes,
+    pos: int,
+    length: int,
+    element: int,
+    values: dict[str, int | str],
+    problems: list[Reason],
+) -> None:
+    """A US element that is not one 2-byte value: keep the first value, as receivers do.
+
+    pydicom (so pynetdicom) and Wireshark read a multi-valued US as its values and act on
+    the first; a C-MOVE-RSP with two remaining-sub-operations values must keep its status.
+    """
+    if length >= 2:
+        values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+    if length >= 4:
+        _note(problems, Reason.EXTRA_VALUES)
+    if length & 1 or length == 0:
+        if length < 2 and element == CommandTag.COMMAND_FIELD:
+            raise DicomError(Reason.BAD_LENGTH, "command field")
+        _note(problems, Reason.BAD_LENGTH)
+
+
 def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
     """Decode a complete command set (all its command fragments joined)."""
     buf = bytes(data)
@@ -124,9 +152,10 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
         if length > end - pos:
             raise DicomError(Reason.BAD_LENGTH, "command element length")
         if element in _US_TAGS:
-            if length != 2:
-                raise DicomError(Reason.BAD_LENGTH, "US element")
-            values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+            if length == 2:
+                values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+            else:
+                _odd_us(buf, pos, length, element, values, problems)
         elif element in _UID_TAGS:
             text, ok = uid(buf[pos : pos + length])
             if not ok and Reason.BAD_VALUE not in problems:

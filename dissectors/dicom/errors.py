@@ -20,6 +20,7 @@ class Reason(StrEnum):
     LOST_SYNC = "lost-sync"
     GAP = "gap"
     RESERVED_BITS = "reserved-bits"
+    EXTRA_VALUES = "extra-values"
 
 
 class DicomError(ValueError):

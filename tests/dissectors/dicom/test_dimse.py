@@ -290,11 +290,10 @@ def test_error_comment_never_kept() -> None:
         (v.CMD_OUTSIDE_GROUP, Reason.BAD_COMMAND),
         (v.CMD_NO_COMMAND_FIELD, Reason.BAD_COMMAND),
         (b"", Reason.BAD_COMMAND),
-        (v.CMD_US_WRONG_LENGTH, Reason.BAD_LENGTH),
         (v.CMD_GROUP_LENGTH_SHORT, Reason.BAD_LENGTH),
     ],
     ids=["header-cut", "header-cut-5", "past-end", "value-cut", "outside-group",
-         "no-command-field", "empty", "us-wrong-length", "group-length-short"],
+         "no-command-field", "empty", "group-length-short"],
 )  # fmt: skip
 def test_malformed_command_raises(data: bytes, reason: Reason) -> None:
     with pytest.raises(DicomError) as info:
@@ -314,6 +313,7 @@ def test_data_set_element_in_command_is_bad_command() -> None:
     ("data", "anomalies", "field", "value"),
     [
         (v.CMD_GROUP_LENGTH_WRONG, (Reason.BAD_LENGTH,), "message_id", 1),
+        (v.CMD_US_WRONG_LENGTH, (Reason.EXTRA_VALUES,), "message_id", 1),
         (v.CMD_BAD_UID, (Reason.BAD_VALUE,), "affected_sop_class_uid", "1.2.X"),
         (v.CMD_MOVE_DESTINATION_TOO_LONG, (Reason.BAD_VALUE,), "move_destination",
          "ABCDEFGHIJKLMNOPQRST"),

@@ -8,10 +8,12 @@ sit beside each case.
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from dissectors.base import CloseReason
-from dissectors.dicom import DicomSession, Reason, parse_pdu
+from dissectors.dicom import DicomError, DicomSession, Reason, parse_command, parse_pdu
 from dissectors.dicom.events import Anomaly, DimseMessage
 from dissectors.dicom.pdu import PDataTF, PresentationDataValue
 from dissectors.dicom.plugin import DICOM
@@ -150,3 +152,128 @@ def test_bpf_head_admits_commands_with_reserved_bits(control: int) -> None:
 @pytest.mark.parametrize("control", [0x00, 0x02, 0xFE])
 def test_bpf_head_drops_data_set_fragments(control: int) -> None:
     assert not _bpf_admits(echo_rq_with_control(control))
+
+
+# ---- 2. multi-valued sub-operation counts (and other US elements) -----------------------
+
+
+def element(tag: int, value: bytes) -> bytes:
+    """A command element, implicit VR little endian: (0000,tag), length (4), value."""
+    return struct.pack("<HHI", 0, tag, len(value)) + value
+
+
+def command(*elements: bytes) -> bytes:
+    """A command set with its group length (0000,0000) first."""
+    body = b"".join(elements)
+    return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def us(*values: int) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values)
+
+
+STUDY_MOVE = v.STUDY_MOVE.encode()
+
+
+def move_rsp(remaining: bytes, status: int = 0xFF00) -> bytes:
+    """hand. C-MOVE-RSP to message 5, Study Root Move, no data set, the given status,
+    remaining sub-operations ``remaining`` (raw value), completed 1, failed 0, warning 0."""
+    return command(
+        element(0x0002, STUDY_MOVE),
+        element(0x0100, us(0x8021)),
+        element(0x0120, us(5)),
+        element(0x0800, us(0x0101)),
+        element(0x0900, us(status)),
+        element(0x1020, remaining),
+        element(0x1021, us(1)),
+        element(0x1022, us(0)),
+        element(0x1023, us(0)),
+    )
+
+
+def test_sub_operations_two_values_keep_the_first() -> None:
+    # Remaining sub-operations 2\7: pynetdicom and Wireshark act on 2.
+    cmd = parse_command(move_rsp(us(2, 7)))
+    assert (cmd.name, cmd.status, cmd.remaining_suboperations) == ("C-MOVE-RSP", 0xFF00, 2)
+    assert (cmd.completed_suboperations, cmd.failed_suboperations) == (1, 0)
+    assert cmd.anomalies == (Reason.EXTRA_VALUES,)
+
+
+def test_get_rsp_every_count_multi_valued() -> None:
+    # hand. C-GET-RSP, status 0xC000, each count with three values: first ones kept.
+    data = command(
+        element(0x0002, v.STUDY_GET.encode()),
+        element(0x0100, us(0x8010)),
+        element(0x0120, us(9)),
+        element(0x0800, us(0x0101)),
+        element(0x0900, us(0xC000)),
+        element(0x1020, us(0, 1, 2)),
+        element(0x1021, us(3, 4, 5)),
+        element(0x1022, us(1, 1, 1)),
+        element(0x1023, us(2, 9, 9)),
+    )
+    cmd = parse_command(data)
+    assert (cmd.name, cmd.status) == ("C-GET-RSP", 0xC000)
+    counts = (cmd.remaining_suboperations, cmd.completed_suboperations,
+              cmd.failed_suboperations, cmd.warning_suboperations)  # fmt: skip
+    assert counts == (0, 3, 1, 2)
+    assert cmd.anomalies == (Reason.EXTRA_VALUES,)
+
+
+def test_sub_operations_two_values_in_the_session() -> None:
+    feeder = established()
+    events = feeder.feed(PEER, pdata(pdv(1, COMMAND_LAST, move_rsp(us(2, 7), 0xB000))), TS)
+    assert commands(events) == ["C-MOVE-RSP"]
+    assert reasons(events) == [Reason.EXTRA_VALUES]
+    st = feeder.session.state
+    assert st.dimse_status == {"warning": 1}
+    assert st.anomalies == {"extra-values": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "remaining", "found"),
+    [
+        (b"\x02\x00\x07", 2, (Reason.BAD_LENGTH,)),  # 3 bytes: one value and a stray byte
+        (b"\x02\x00\x07\x00\x09", 2, (Reason.EXTRA_VALUES, Reason.BAD_LENGTH)),  # 5 bytes
+        (b"\x02", None, (Reason.BAD_LENGTH,)),  # 1 byte: no value at all
+        (b"", None, (Reason.BAD_LENGTH,)),  # empty
+    ],
+    ids=["odd-3", "odd-5", "one-byte", "empty"],
+)
+def test_sub_operations_wrong_length(
+    raw: bytes, remaining: int | None, found: tuple[Reason, ...]
+) -> None:
+    cmd = parse_command(move_rsp(raw))
+    assert (cmd.name, cmd.status, cmd.remaining_suboperations) == ("C-MOVE-RSP", 0xFF00, remaining)
+    assert cmd.anomalies == found
+
+
+def test_sub_operations_truncated() -> None:
+    # The command set ends two bytes into a four-byte count: the element overruns it.
+    data = move_rsp(us(2, 7))
+    cut = data[: data.index(struct.pack("<HHI", 0, 0x1020, 4)) + 10]
+    with pytest.raises(DicomError) as info:
+        parse_command(cut)
+    assert info.value.reason is Reason.BAD_LENGTH
+
+
+def test_status_and_message_ids_multi_valued() -> None:
+    # Status 0xA701\0x0000 and Message ID Being Responded To 5\6: the first values count.
+    data = command(
+        element(0x0100, us(0x8021)),
+        element(0x0120, us(5, 6)),
+        element(0x0800, us(0x0101)),
+        element(0x0900, us(0xA701, 0x0000)),
+    )
+    cmd = parse_command(data)
+    assert (cmd.status, cmd.message_id_being_responded_to) == (0xA701, 5)
+    assert cmd.anomalies == (Reason.EXTRA_VALUES,)
+
+
+def test_command_field_multi_valued_and_cut() -> None:
+    # Command Field 0x0021\0x0001: a C-MOVE-RQ as receivers read it.
+    assert parse_command(command(element(0x0100, us(0x0021, 0x0001)))).name == "C-MOVE-RQ"
+    # A Command Field of one byte holds no command.
+    with pytest.raises(DicomError) as info:
+        parse_command(command(element(0x0100, b"\x21")))
+    assert info.value.reason is Reason.BAD_LENGTH
