@@ -117,7 +117,7 @@ def _odd_us(
     buf: bytes,
     pos: int,
     length: int,
-    element: int,
+    name: str,
     values: dict[str, int | str],
     problems: list[Reason],
 ) -> None:
@@ -127,11 +127,11 @@ def _odd_us(
     the first; a C-MOVE-RSP with two remaining-sub-operations values must keep its status.
     """
     if length >= 2:
-        values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+        values[name] = _U16.unpack_from(buf, pos)[0]
     if length >= 4:
         _note(problems, Reason.EXTRA_VALUES)
     if length & 1 or length == 0:
-        if length < 2 and element == CommandTag.COMMAND_FIELD:
+        if length < 2 and name == "command_field":
             raise DicomError(Reason.BAD_LENGTH, "command field")
         _note(problems, Reason.BAD_LENGTH)
 
@@ -155,7 +155,7 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
             if length == 2:
                 values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
             else:
-                _odd_us(buf, pos, length, element, values, problems)
+                _odd_us(buf, pos, length, _US_TAGS[element], values, problems)
         elif element in _UID_TAGS:
             text, ok = uid(buf[pos : pos + length])
             if not ok and Reason.BAD_VALUE not in problems:
