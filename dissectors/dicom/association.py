@@ -71,8 +71,8 @@ class _Mode(IntEnum):
 class _DirectionState:
     """Framing state of one direction."""
 
-    __slots__ = ("cmd", "cmd_ctx", "cmd_overflow", "mode", "pdu_left", "pdv_cmd", "pdv_ctx",
-                 "pdv_last", "pdv_left", "skip_left")  # fmt: skip
+    __slots__ = ("cmd", "cmd_ctx", "cmd_overflow", "held", "mode", "pdu_left", "pdv_cmd",
+                 "pdv_ctx", "pdv_last", "pdv_left", "skip_left", "skip_pdata")  # fmt: skip
 
     def __init__(self, mode: _Mode) -> None:
         self.mode = mode
@@ -82,6 +82,8 @@ class _DirectionState:
         self.pdv_last = False
         self.pdv_ctx = 0
         self.skip_left = 0
+        self.skip_pdata = False  # the bytes skipped belong to a P-DATA-TF PDU
+        self.held = 0  # bytes the caller holds unconsumed (told just before close)
         self.cmd = bytearray()
         self.cmd_ctx = 0
         self.cmd_overflow = False
@@ -307,6 +309,7 @@ class DicomSession:
                     pos += 6 + 68
                     d.mode = _Mode.SKIP
                     d.skip_left = length - 68
+                    d.skip_pdata = False
                     self._on_pdu(direction, pdu, ts, events)
                     continue
             elif length != 4 and length > 64:
@@ -399,6 +402,7 @@ class DicomSession:
                 self._end_pdv(d, c, direction, ts, events)
         elif missing is not None and d.mode is _Mode.PDATA and d.pdv_left + d.pdu_left >= missing:
             d.skip_left = d.pdv_left + d.pdu_left - missing
+            d.skip_pdata = True
             d.pdv_left = d.pdu_left = 0
             d.drop_command()
             d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
@@ -414,17 +418,42 @@ class DicomSession:
         events.insert(0, GapDetected(ts, direction, missing, resynced))
         return events
 
+    def unconsumed(self, direction: Direction, n: int) -> None:
+        """The caller holds ``n`` bytes of ``direction`` that ``feed`` left (see close)."""
+        self._dirs[direction].held = n
+
     def close(self, reason: CloseReason, ts: float) -> list[Event]:
-        """End the association; name how it ended."""
+        """End the association; name how it ended.
+
+        ``truncated`` means the connection really ended (FIN, RST, idle timeout) inside a
+        PDU: one being framed here, or one whose bytes the caller still holds (``unconsumed``:
+        a PDU header, an RQ/AC/RJ, a release or an abort not yet whole). An association
+        flushed because the capture ended, or evicted, is never truncated.
+        """
         st = self.state
         if st.end is not None:
             return []
         events: list[Event] = []
+        ended = reason is CloseReason.CONNECTION_CLOSED or reason is CloseReason.TIMEOUT
         for direction in (Direction.ORIGIN, Direction.PEER):
             d = self._dirs[direction]
-            if d.mode is _Mode.PDATA or d.mode is _Mode.SKIP or d.cmd:
+            c = st.counters[direction]
+            mode = d.mode
+            # P-DATA bytes count what arrived, not what a cut PDU's header promised.
+            if mode is _Mode.PDATA:
+                c.pdata_bytes -= max(0, d.pdu_left + d.pdv_left - d.held)
+            elif mode is _Mode.SKIP and d.skip_pdata:
+                c.pdata_bytes -= d.skip_left
+            if not ended:
+                continue
+            if mode is _Mode.PDATA or mode is _Mode.SKIP or d.cmd:
                 self._anomaly(
                     direction, ts, events, Reason.TRUNCATED, "connection ended inside a PDU"
+                )
+            elif mode is _Mode.BOUNDARY and d.held:
+                detail = "a PDU header" if d.held < 6 else "a PDU"
+                self._anomaly(
+                    direction, ts, events, Reason.TRUNCATED, f"connection ended inside {detail}"
                 )
         if st.abort is not None:
             st.end = "aborted"
@@ -596,6 +625,7 @@ class DicomSession:
         self._anomaly(direction, ts, events, Reason.BAD_LENGTH, detail)
         d.drop_command()
         d.skip_left = d.pdu_left
+        d.skip_pdata = True
         d.pdu_left = d.pdv_left = 0
         d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
 

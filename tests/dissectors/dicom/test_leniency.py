@@ -277,3 +277,127 @@ def test_command_field_multi_valued_and_cut() -> None:
     with pytest.raises(DicomError) as info:
         parse_command(command(element(0x0100, b"\x21")))
     assert info.value.reason is Reason.BAD_LENGTH
+
+
+# ---- 3. a connection that ends inside a PDU the caller still holds -----------------------
+
+CUT = "connection ended inside a PDU"
+CUT_HEADER = "connection ended inside a PDU header"
+ENDED = [CloseReason.CONNECTION_CLOSED, CloseReason.TIMEOUT]
+FLUSHED = [CloseReason.CAPTURE_ENDED, CloseReason.EVICTED]
+
+
+def cut_cases() -> list[tuple[str, list[tuple[object, bytes]], str]]:
+    """Streams whose last PDU stops short, with the direction cut and the detail expected."""
+    rq, ac = (ORIGIN, v.RQ_ECHO), (PEER, v.AC_ECHO)
+    return [
+        ("rq", [(ORIGIN, v.RQ_ECHO[:120])], CUT),  # 120 of 211 bytes
+        ("rq-header", [(ORIGIN, v.RQ_ECHO[:4])], CUT_HEADER),
+        ("ac", [rq, (PEER, v.AC_ECHO[:100])], CUT),
+        ("rj", [rq, (PEER, v.RJ_TRUNCATED)], CUT),  # 9 of 10 bytes
+        ("release-rq", [rq, ac, (ORIGIN, v.RELEASE_RQ_TRUNCATED)], CUT),
+        ("release-rp", [rq, ac, (ORIGIN, v.RELEASE_RQ), (PEER, v.RELEASE_RP_TRUNCATED)],
+         CUT_HEADER),  # 4 bytes: inside the 6-byte header
+        ("abort", [rq, ac, (PEER, v.ABORT_TRUNCATED)], CUT),
+        ("pdata-header", [rq, ac, (ORIGIN, v.PDATA_ECHO_RQ[:5])], CUT_HEADER),
+        # A-RELEASE-RQ with length 8 (must be 4), cut after 12 of its 14 bytes.
+        ("release-wrong-length", [rq, ac, (ORIGIN, v.RELEASE_RQ_LENGTH_8[:12])], CUT),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("reason", ENDED, ids=str)
+@pytest.mark.parametrize(("name", "stream", "detail"), cut_cases(), ids=lambda x: x)
+def test_connection_ending_inside_a_held_pdu_is_truncated(
+    name: str, stream: list[tuple[object, bytes]], detail: str, reason: CloseReason
+) -> None:
+    feeder = Feeder(DicomSession("associate-rq"))
+    feeder.run(stream, TS)  # type: ignore[arg-type]
+    cut_by = stream[-1][0]
+    end = feeder.close(reason, TS)
+    assert [(e.direction, e.reason, e.detail) for e in end if isinstance(e, Anomaly)] == [
+        (cut_by, Reason.TRUNCATED, detail)
+    ]
+    assert feeder.session.state.anomalies["truncated"] == 1
+
+
+@pytest.mark.parametrize("reason", FLUSHED, ids=str)
+@pytest.mark.parametrize(("name", "stream", "detail"), cut_cases(), ids=lambda x: x)
+def test_capture_end_is_never_truncated(
+    name: str, stream: list[tuple[object, bytes]], detail: str, reason: CloseReason
+) -> None:
+    feeder = Feeder(DicomSession("associate-rq"))
+    feeder.run(stream, TS)  # type: ignore[arg-type]
+    end = feeder.close(reason, TS)
+    assert reasons(end) == []
+    assert "truncated" not in feeder.session.state.anomalies
+
+
+@pytest.mark.parametrize("reason", ENDED, ids=str)
+def test_whole_pdus_then_the_end_is_not_truncated(reason: CloseReason) -> None:
+    feeder = Feeder(DicomSession("associate-rq"))
+    feeder.run([(ORIGIN, v.RQ_ECHO), (PEER, v.RJ_CALLED_AE)], TS)
+    assert reasons(feeder.close(reason, TS)) == []
+
+
+def test_capture_end_inside_pdata_is_not_truncated() -> None:
+    feeder = established()
+    feeder.feed(ORIGIN, v.PDATA_ECHO_RQ[:40], TS)
+    assert reasons(feeder.close(CloseReason.CAPTURE_ENDED, TS)) == []
+
+
+def test_lost_sync_tail_is_not_a_pdu() -> None:
+    # After lost sync the session keeps a short tail while it searches: no PDU was started.
+    feeder = established()
+    feeder.feed(ORIGIN, v.h("0800fffffff0") + b"\x00" * 40, TS)
+    assert feeder.pending[ORIGIN]
+    assert reasons(feeder.close(CloseReason.CONNECTION_CLOSED, TS)) == []
+
+
+# ---- 6. a P-DATA-TF cut by the end counts what arrived ----------------------------------
+
+
+@pytest.mark.parametrize("reason", [*ENDED, *FLUSHED], ids=str)
+@pytest.mark.parametrize(
+    "cut",
+    [
+        40,  # inside the command fragment (0x4a + 6 = 80 bytes promised)
+        9,  # inside the PDV header: 3 of its 6 bytes held by the caller
+        6,  # right after the PDU header
+        12,  # right after the PDV header
+    ],
+)
+def test_cut_pdata_counts_the_bytes_on_the_wire(cut: int, reason: CloseReason) -> None:
+    feeder = established()
+    feeder.feed(ORIGIN, v.PDATA_ECHO_RQ[:cut], TS)
+    counters = feeder.session.state.counters[ORIGIN]
+    assert counters.pdata_bytes == len(v.PDATA_ECHO_RQ)  # what the header promised, so far
+    feeder.close(reason, TS)
+    assert counters.pdata_bytes == cut
+
+
+def test_whole_pdata_counts_its_length() -> None:
+    feeder = established()
+    feeder.feed(ORIGIN, v.PDATA_ECHO_RQ + v.PDATA_ECHO_RQ[:20], TS)
+    feeder.close(CloseReason.CONNECTION_CLOSED, TS)
+    assert feeder.session.state.counters[ORIGIN].pdata_bytes == len(v.PDATA_ECHO_RQ) + 20
+
+
+def test_cut_pdata_after_a_gap_counts_the_lost_bytes_too() -> None:
+    # 100 bytes of a 1000-byte data set fragment are lost (they were on the wire), then the
+    # connection ends 200 bytes before the PDU does.
+    data = pdata(pdv(1, DATA_LAST, bytes(1000)))
+    feeder = established()
+    feeder.feed(ORIGIN, data[:300], TS)
+    feeder.gap(ORIGIN, 100, TS)
+    feeder.feed(ORIGIN, data[400:812], TS)
+    feeder.close(CloseReason.CONNECTION_CLOSED, TS)
+    assert feeder.session.state.counters[ORIGIN].pdata_bytes == 812
+
+
+def test_cut_pdata_while_skipping_counts_what_arrived() -> None:
+    # A PDV length lie makes the session skip the rest of its PDU; the end comes first.
+    bad = v.PDATA_ECHO_RQ[:6] + v.h("000000010103") + v.ECHO_RQ_COMMAND
+    feeder = established()
+    feeder.feed(ORIGIN, bad[:30], TS)
+    feeder.close(CloseReason.CONNECTION_CLOSED, TS)
+    assert feeder.session.state.counters[ORIGIN].pdata_bytes == 30
