@@ -165,6 +165,9 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
             text, ok = ae_title(buf[pos : pos + length])
             if (not ok or length > 16) and Reason.BAD_VALUE not in problems:
                 problems.append(Reason.BAD_VALUE)
+            if not text:
+                # Spaces only shall not be used for an AE title (PS3.5 6.2).
+                _note(problems, Reason.EMPTY_VALUE)
             values[_AE_TAGS[element]] = text
         elif element == CommandTag.COMMAND_GROUP_LENGTH:
             if length != 4:

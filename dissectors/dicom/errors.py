@@ -21,6 +21,8 @@ class Reason(StrEnum):
     GAP = "gap"
     RESERVED_BITS = "reserved-bits"
     EXTRA_VALUES = "extra-values"
+    EMPTY_VALUE = "empty-value"
+    MISSING_ITEM = "missing-item"
 
 
 class DicomError(ValueError):

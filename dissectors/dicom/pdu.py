@@ -209,6 +209,10 @@ def _associate(
     parts.calling, ok2 = ae_title(calling_raw)
     if not (ok1 and ok2) or not version & 1:
         problems.add(Reason.BAD_VALUE)
+    if is_request and not (parts.called and parts.calling):
+        # An AE title of spaces only shall not be used (PS3.8 Table 9-11, PS3.5 6.2). The
+        # AC's titles echo the request and are not tested (PS3.8 Table 9-17).
+        problems.add(Reason.EMPTY_VALUE)
     if items:
         # Items are split and decoded in one pass; their own reasons are merged after the
         # framing reason, the order they had when the split came first.
@@ -220,6 +224,12 @@ def _associate(
             problems.add(reason)
         if parts.app_context is None:
             problems.add(Reason.BAD_VALUE)
+        if framing is None and (
+            not (parts.rq if is_request else parts.ac) or parts.user_info is None
+        ):
+            # An RQ or AC holds one or more presentation contexts and one user information
+            # item (PS3.8 9.3.2, 9.3.3); when the items were cut short, that says it already.
+            problems.add(Reason.MISSING_ITEM)
     if extra is not None:
         problems.add(extra)
     parts.anomalies = tuple(problems.reasons)

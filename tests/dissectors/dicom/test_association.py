@@ -642,7 +642,7 @@ def test_ten_thousand_contexts_too_many() -> None:
 
 
 def test_two_hundred_full_contexts() -> None:
-    rq = associate(0x01, v.ITEM_10, *(big_context(2 * i + 1 & 0xFF) for i in range(200)))
+    rq = associate(0x01, v.ITEM_10, *(big_context(2 * i + 1 & 0xFF) for i in range(200)), v.ITEM_50)
     pdu, _ = parse_pdu(rq)
     assert len(pdu.presentation_contexts) == 128  # type: ignore[union-attr]
     assert pdu.anomalies == (Reason.TOO_MANY,)  # type: ignore[union-attr]

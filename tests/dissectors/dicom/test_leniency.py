@@ -13,14 +13,36 @@ import struct
 import pytest
 
 from dissectors.base import CloseReason
-from dissectors.dicom import DicomError, DicomSession, Reason, parse_command, parse_pdu
+from dissectors.dicom import (
+    DEFAULT_LIMITS,
+    DicomError,
+    DicomSession,
+    Limits,
+    Reason,
+    parse_command,
+    parse_pdu,
+)
 from dissectors.dicom.events import Anomaly, DimseMessage
-from dissectors.dicom.pdu import PDataTF, PresentationDataValue
+from dissectors.dicom.items import ItemProblems, UserInformation, parse_user_information
+from dissectors.dicom.pdu import AssociateAC, AssociateRQ, PDataTF, PresentationDataValue
 from dissectors.dicom.plugin import DICOM
 from dissectors.dicom.probe import MATCH_MIDSTREAM, probe
+from dissectors.dicom.text import uid
 
 from . import vectors as v
-from .framing import COMMAND, COMMAND_LAST, DATA_LAST, ORIGIN, PEER, Feeder, bytewise, pdata, pdv
+from .framing import (
+    COMMAND,
+    COMMAND_LAST,
+    DATA_LAST,
+    ORIGIN,
+    PEER,
+    Feeder,
+    associate_as,
+    bytewise,
+    context_rq,
+    pdata,
+    pdv,
+)
 
 TS = 1700000000.5
 
@@ -401,3 +423,203 @@ def test_cut_pdata_while_skipping_counts_what_arrived() -> None:
     feeder.feed(ORIGIN, bad[:30], TS)
     feeder.close(CloseReason.CONNECTION_CLOSED, TS)
     assert feeder.session.state.counters[ORIGIN].pdata_bytes == 30
+
+
+# ---- 4. what PS3.5, PS3.7 and PS3.8 forbid in an RQ/AC, and what is decoded anyway ---------
+
+
+def rq(called: str, calling: str, *items: bytes) -> AssociateRQ:
+    pdu, _ = parse_pdu(associate_as(0x01, called, calling, *items))
+    assert isinstance(pdu, AssociateRQ)
+    return pdu
+
+
+FULL = (v.ITEM_10, v.ITEM_20, v.ITEM_50)
+
+
+@pytest.mark.parametrize(("called", "calling"), [(" " * 16, "ECHOSCU"), ("PACS", " " * 16)])
+def test_ae_title_of_spaces_is_empty_value(called: str, calling: str) -> None:
+    # PS3.8 Table 9-11: an AE title of 16 spaces shall not be used; decoded as "".
+    pdu = rq(called, calling, *FULL)
+    assert pdu.anomalies == (Reason.EMPTY_VALUE,)
+    assert "" in (pdu.called_ae_title, pdu.calling_ae_title)
+
+
+def test_ae_title_of_nuls_is_empty_value_and_ac_is_not_tested() -> None:
+    body = struct.pack(">HH", 1, 0) + bytes(16) + b"ECHOSCU".ljust(16) + bytes(32)
+    body += b"".join(FULL)
+    pdu, _ = parse_pdu(struct.pack(">BxI", 1, len(body)) + body)
+    assert isinstance(pdu, AssociateRQ)
+    assert pdu.anomalies == (Reason.EMPTY_VALUE,)
+    # The AC's AE titles echo the request and are not to be tested (PS3.8 Table 9-17).
+    ac, _ = parse_pdu(associate_as(0x02, " " * 16, " " * 16, v.ITEM_10, v.ITEM_21, v.ITEM_50))
+    assert isinstance(ac, AssociateAC)
+    assert ac.anomalies == ()
+
+
+def test_ae_title_of_spaces_in_a_session() -> None:
+    feeder = Feeder(DicomSession("associate-rq"))
+    events = feeder.feed(ORIGIN, associate_as(0x01, " " * 16, "SCU", *FULL), TS)
+    assert reasons(events) == [Reason.EMPTY_VALUE]
+
+
+def test_move_destination_of_spaces_is_empty_value() -> None:
+    data = command(
+        element(0x0002, STUDY_MOVE),
+        element(0x0100, us(0x0021)),
+        element(0x0110, us(5)),
+        element(0x0600, b" " * 16),
+        element(0x0700, us(0)),
+        element(0x0800, us(0x0000)),
+    )
+    cmd = parse_command(data)
+    assert (cmd.name, cmd.move_destination, cmd.anomalies) == (
+        "C-MOVE-RQ",
+        "",
+        (Reason.EMPTY_VALUE,),
+    )
+
+
+def sub57(related_block: bytes, length: int | None = None) -> bytes:
+    """A 0x57 sub-item: SOP class Enhanced SR, service class Storage, then ``related_block``
+    (the related-general-SOP-class length and UIDs, or whatever the test puts there)."""
+    sop = b"1.2.840.10008.5.1.4.1.1.88.22"
+    service = b"1.2.840.10008.4.2"
+    value = struct.pack(">H", len(sop)) + sop + struct.pack(">H", len(service)) + service
+    value += related_block
+    return struct.pack(">BxH", 0x57, len(value) if length is None else length) + value
+
+
+BASIC_TEXT_SR = b"1.2.840.10008.5.1.4.1.1.88.11"
+RELATED = struct.pack(">H", len(BASIC_TEXT_SR)) + BASIC_TEXT_SR
+
+
+def user_info_reasons(*subs: bytes) -> tuple[UserInformation, list[Reason]]:
+    buf = b"".join(subs)
+    problems = ItemProblems()
+    return parse_user_information(buf, 0, len(buf), DEFAULT_LIMITS, problems), problems.reasons
+
+
+@pytest.mark.parametrize(
+    ("block", "found", "related"),
+    [
+        # pynetdicom's shape: block length 0x1f, one UID of 0x1d bytes, nothing after.
+        (struct.pack(">H", len(RELATED)) + RELATED, [], (BASIC_TEXT_SR.decode(),)),
+        # Block length 0: the 31 bytes of the UID that follow are unaccounted.
+        (struct.pack(">H", 0) + RELATED, [Reason.BAD_LENGTH], ()),
+        # Block length 0x1f, then 3 stray bytes inside the sub-item.
+        (struct.pack(">H", len(RELATED)) + RELATED + b"xyz", [Reason.BAD_LENGTH],
+         (BASIC_TEXT_SR.decode(),)),
+        # Block length 0x20: one byte past the sub-item's end.
+        (struct.pack(">H", len(RELATED) + 1) + RELATED, [Reason.BAD_LENGTH], ()),
+        # Block length 0 and nothing after: fine (no related general SOP class).
+        (struct.pack(">H", 0), [], ()),
+    ],
+    ids=["whole", "block-0-then-31", "stray-bytes", "block-over", "empty-block"],
+)  # fmt: skip
+def test_common_extended_bytes_after_the_related_block(
+    block: bytes, found: list[Reason], related: tuple[str, ...]
+) -> None:
+    info, problems = user_info_reasons(sub57(block))
+    assert problems == found
+    [common] = info.common_extended_negotiations
+    assert common.related_general_sop_class_uids == related
+    assert common.service_class_uid == "1.2.840.10008.4.2"
+
+
+def test_common_extended_truncated_inside_the_block() -> None:
+    # The sub-item says 4 bytes fewer than its block needs: the UID overruns the sub-item.
+    whole = sub57(struct.pack(">H", len(RELATED)) + RELATED)
+    cut = sub57(struct.pack(">H", len(RELATED)) + RELATED, length=len(whole) - 4 - 4)
+    _, problems = user_info_reasons(cut[:-4])
+    assert Reason.BAD_LENGTH in problems
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [
+        (b"1.2.840.10008.1.2", True),
+        (b"1.2.840.10008.1.2\x00", True),  # NUL padding to even length
+        (b"0", True),
+        (b"1.0.2", True),  # a component of 0 alone is fine
+        (b"2.25.0", True),
+        (b"1..2", False),  # empty component
+        (b"1.02", False),  # leading zero
+        (b"01.2", False),  # leading zero in the first component
+        (b"1.2.", False),  # trailing dot
+        (b".1.2", False),  # leading dot
+        (b"1.2.3.00", False),
+        (b".", False),
+        (b"", False),
+        (b"1.2.X", False),
+        (b"1" * 65, False),
+    ],
+)
+def test_uid_syntax(raw: bytes, ok: bool) -> None:
+    text, valid = uid(raw)
+    assert valid is ok
+    assert text == raw.rstrip(b"\x00").decode()[:64]
+
+
+@pytest.mark.parametrize("bad", [b"1..2", b"1.02", b"1.2.840.10008.1.1."])
+def test_bad_uid_in_items_and_commands(bad: bytes) -> None:
+    # As an abstract syntax (decoded, bad-value) and as a command's affected SOP class.
+    pdu = rq("PACS", "SCU", v.ITEM_10, context_rq(1, bad, b"1.2.840.10008.1.2"), v.ITEM_50)
+    assert pdu.anomalies == (Reason.BAD_VALUE,)
+    assert pdu.presentation_contexts[0].abstract_syntax == bad.decode()
+    cmd = parse_command(command(element(0x0002, bad), element(0x0100, us(0x0030))))
+    assert (cmd.affected_sop_class_uid, cmd.anomalies) == (bad.decode(), (Reason.BAD_VALUE,))
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        (v.ITEM_10, v.ITEM_50),  # no presentation context
+        (v.ITEM_10, v.ITEM_20),  # no user information
+        (v.ITEM_10,),  # neither
+    ],
+    ids=["no-context", "no-user-info", "neither"],
+)
+def test_rq_missing_items(items: tuple[bytes, ...]) -> None:
+    assert rq("PACS", "SCU", *items).anomalies == (Reason.MISSING_ITEM,)
+
+
+def test_ac_missing_user_information() -> None:
+    ac, _ = parse_pdu(associate_as(0x02, "PACS", "SCU", v.ITEM_10, v.ITEM_21))
+    assert isinstance(ac, AssociateAC)
+    assert ac.anomalies == (Reason.MISSING_ITEM,)
+
+
+def test_rq_missing_items_not_said_twice_when_cut() -> None:
+    # The items stop at a header that overruns the PDU: bad-length says it already.
+    assert rq("PACS", "SCU", v.ITEM_10, v.ITEM_20_OVER).anomalies == (Reason.BAD_LENGTH,)
+
+
+def test_oversized_rq_fixed_part_only_is_not_missing_items() -> None:
+    # Past the associate cap only the fixed part is decoded: too-large, nothing else.
+    session = DicomSession("associate-rq", Limits(max_associate_pdu=100))
+    events = Feeder(session).feed(ORIGIN, v.RQ_ECHO, TS)
+    assert reasons(events) == [Reason.TOO_LARGE]
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        (b"OFFIS_DCMTK_367", []),
+        (b"", [Reason.EMPTY_VALUE]),  # length 0
+        (b"    ", [Reason.EMPTY_VALUE]),  # spaces only
+        (b"ABCDEFGHIJKLMNOPQ", [Reason.BAD_VALUE]),  # 17 characters
+    ],
+    ids=["dcmtk", "empty", "spaces", "too-long"],
+)
+def test_implementation_version_name(value: bytes, found: list[Reason]) -> None:
+    info, problems = user_info_reasons(struct.pack(">BxH", 0x55, len(value)) + value)
+    assert problems == found
+    assert info.implementation_version_name == value.strip().decode()
+
+
+def test_implementation_version_name_over_its_parent() -> None:
+    # The sub-item claims 16 bytes where 15 remain: bad-length, not decoded.
+    info, problems = user_info_reasons(v.SUB_55_OVER)
+    assert problems == [Reason.BAD_LENGTH]
+    assert info.implementation_version_name is None
