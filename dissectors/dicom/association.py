@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ..base import CloseReason, Direction
-from .constants import CommandField, PDUType
+from .constants import CommandField, PDUType, StatusClass
 from .dimse import DimseCommand, parse_command
 from .errors import DicomError, Reason
 from .events import (
@@ -131,6 +131,10 @@ class AssociationState:
     dimse: Counter[str] = field(default_factory=Counter)
     dimse_status: Counter[str] = field(default_factory=Counter)
     move_destinations: list[str] = field(default_factory=list)
+    # Responses that failed or warned, or carried failure details (Error ID, Offending
+    # Element, Attribute Identifier List, Error Comment length): the first few kept.
+    failures: list[DimseCommand] = field(default_factory=list)
+    failure_count: int = 0
     sop_classes: set[str] = field(default_factory=set)
     anomalies: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
@@ -600,6 +604,14 @@ class DicomSession:
             and len(st.move_destinations) < self.limits.max_move_destinations
         ):
             st.move_destinations.append(dest)
+        if command.is_response and (
+            command.has_failure_details
+            or status is StatusClass.FAILURE
+            or status is StatusClass.WARNING
+        ):
+            st.failure_count += 1
+            if len(st.failures) < self.limits.max_failures_kept:
+                st.failures.append(command)
         events.append(DimseMessage(ts, direction, ctx, command))
         self._pdu_anomalies(direction, ts, events, command.anomalies, command.name)
 

@@ -55,7 +55,7 @@ CASES: dict[str, tuple[bytes, DimseCommand]] = {
         DimseCommand(0x8001, message_id_being_responded_to=7,
                      affected_sop_class_uid=v.CT_IMAGE_STORAGE,
                      affected_sop_instance_uid=v.SOP_INSTANCE, command_data_set_type=0x0101,
-                     status=0xA700),
+                     status=0xA700, error_comment_length=34),
     ),
     "C-FIND-RQ": (
         v.C_FIND_RQ,
@@ -126,7 +126,7 @@ CASES: dict[str, tuple[bytes, DimseCommand]] = {
         v.N_GET_RQ,
         DimseCommand(0x0110, message_id=12, requested_sop_class_uid=v.PRINTER,
                      requested_sop_instance_uid=v.PRINTER_INSTANCE,
-                     command_data_set_type=0x0101),
+                     command_data_set_type=0x0101, attribute_identifiers=(0x21100010,)),
     ),
     "N-GET-RSP": (
         v.N_GET_RSP,

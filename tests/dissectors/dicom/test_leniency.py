@@ -623,3 +623,119 @@ def test_implementation_version_name_over_its_parent() -> None:
     info, problems = user_info_reasons(v.SUB_55_OVER)
     assert problems == [Reason.BAD_LENGTH]
     assert info.implementation_version_name is None
+
+
+# ---- 5. DIMSE failure details (PS3.7 C.4); the Error Comment by length only ---------------
+
+COMMENT = b"SYNTHETIC^CANARY could not store"
+
+
+def at(*tags: int) -> bytes:
+    """An AT value: each tag as group then element, little endian."""
+    return b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in tags)
+
+
+def store_rsp_failure(*extra: bytes) -> bytes:
+    """hand. C-STORE-RSP to message 7, CT Image Storage, status 0xA900 (data set does not
+    match SOP class), then ``extra`` elements."""
+    return command(
+        element(0x0002, v.CT_IMAGE_STORAGE.encode()),
+        element(0x0100, us(0x8001)),
+        element(0x0120, us(7)),
+        element(0x0800, us(0x0101)),
+        element(0x0900, us(0xA900)),
+        *extra,
+    )
+
+
+def test_failure_details_decoded() -> None:
+    data = store_rsp_failure(
+        element(0x0901, at(0x00100010, 0x00100020)),  # Offending Element: two tags
+        element(0x0902, COMMENT),  # Error Comment: never kept
+        element(0x0903, us(0x0107)),  # Error ID
+    )
+    cmd = parse_command(data)
+    assert (cmd.status, cmd.error_id) == (0xA900, 0x0107)
+    assert cmd.offending_elements == (0x00100010, 0x00100020)
+    assert cmd.error_comment_length == len(COMMENT)
+    assert cmd.anomalies == ()
+    assert cmd.has_failure_details
+    for text in (repr(cmd), str(cmd)):
+        assert "CANARY" not in text and "store" not in text
+
+
+def test_attribute_identifier_list_decoded() -> None:
+    # hand. N-SET-RSP (0x8120) warning 0x0116 naming three attributes it did not set.
+    data = command(
+        element(0x0003, v.PRINTER.encode()),
+        element(0x0100, us(0x8120)),
+        element(0x0120, us(4)),
+        element(0x0800, us(0x0101)),
+        element(0x0900, us(0x0116)),
+        element(0x1005, at(0x20000010, 0x20000020, 0x20000030)),
+    )
+    cmd = parse_command(data)
+    assert cmd.attribute_identifiers == (0x20000010, 0x20000020, 0x20000030)
+    assert cmd.error_comment_length is None and not cmd.offending_elements
+
+
+def test_no_failure_details_in_a_plain_response() -> None:
+    cmd = parse_command(v.ECHO_RSP_COMMAND)
+    assert not cmd.has_failure_details
+    assert (cmd.error_id, cmd.offending_elements, cmd.error_comment_length) == (None, (), None)
+
+
+@pytest.mark.parametrize(
+    ("value", "kept", "found"),
+    [
+        (at(0x00100010)[:3], (), (Reason.BAD_LENGTH,)),  # 3 bytes: no whole tag
+        (at(0x00100010) + b"\x20\x00", (0x00100010,), (Reason.BAD_LENGTH,)),  # 6 bytes
+        (b"", (), ()),  # empty: no tag
+        (at(*range(0x00100000, 0x00100000 + 70)), tuple(range(0x00100000, 0x00100000 + 64)),
+         (Reason.TOO_MANY,)),  # 70 tags: the first 64 kept
+    ],
+    ids=["three-bytes", "six-bytes", "empty", "seventy"],
+)  # fmt: skip
+def test_offending_element_wrong_length(
+    value: bytes, kept: tuple[int, ...], found: tuple[Reason, ...]
+) -> None:
+    cmd = parse_command(store_rsp_failure(element(0x0901, value)))
+    assert (cmd.name, cmd.status) == ("C-STORE-RSP", 0xA900)
+    assert cmd.offending_elements == kept
+    assert cmd.anomalies == found
+
+
+def test_error_comment_truncated_and_error_id_wrong_length() -> None:
+    # The Error Comment claims 40 bytes where 32 remain: the element overruns the command.
+    cut = store_rsp_failure()[:] + struct.pack("<HHI", 0, 0x0902, 40) + COMMENT
+    with pytest.raises(DicomError) as info:
+        parse_command(cut)
+    assert info.value.reason is Reason.BAD_LENGTH
+    # An Error ID of 3 bytes: the first value kept, bad-length.
+    cmd = parse_command(store_rsp_failure(element(0x0903, b"\x07\x01\x00")))
+    assert (cmd.error_id, cmd.anomalies) == (0x0107, (Reason.BAD_LENGTH,))
+
+
+def test_failures_kept_in_the_association() -> None:
+    feeder = established()
+    rsp = store_rsp_failure(element(0x0901, at(0x00100010)), element(0x0902, COMMENT))
+    feeder.feed(PEER, pdata(pdv(1, COMMAND_LAST, rsp)), TS)
+    feeder.feed(PEER, v.PDATA_ECHO_RSP, TS)  # a success without details: not kept
+    st = feeder.session.state
+    assert st.failure_count == 1
+    [kept] = st.failures
+    assert (kept.name, kept.status, kept.offending_elements) == (
+        "C-STORE-RSP",
+        0xA900,
+        (0x00100010,),
+    )
+    assert kept.error_comment_length == len(COMMENT)
+
+
+def test_failures_kept_are_bounded() -> None:
+    session = DicomSession("associate-rq", Limits(max_failures_kept=2))
+    feeder = Feeder(session)
+    feeder.run([(ORIGIN, v.RQ_ECHO), (PEER, v.AC_ECHO)], TS)
+    for _ in range(5):
+        feeder.feed(PEER, pdata(pdv(1, COMMAND_LAST, store_rsp_failure())), TS)
+    assert (session.state.failure_count, len(session.state.failures)) == (5, 2)
