@@ -94,6 +94,27 @@ class Skipping(Session, Protocol):
         ...
 
 
+@runtime_checkable
+class TailAware(Session, Protocol):
+    """A session that learns, just before ``close``, what the caller still holds for it.
+
+    Optional: the caller keeps the bytes ``feed`` did not consume (a PDU or header not yet
+    whole). Only the caller knows whether any were pending when the connection ended, and
+    a session that is told can report a message cut by the end. A session without it is
+    closed as before.
+    """
+
+    def unconsumed(self, direction: Direction, n: int) -> None:
+        """``n`` bytes of ``direction`` were passed to ``feed`` and never consumed."""
+        ...
+
+
+def tell_unconsumed(session: Session, direction: Direction, n: int) -> None:
+    """Tell a ``TailAware`` session about its unconsumed tail; nothing for any other."""
+    if isinstance(session, TailAware):
+        session.unconsumed(direction, n)
+
+
 def skipper_of(session: Session) -> Skipping | None:
     """The session as a ``Skipping`` one if it offers both methods, else None."""
     # Once per session, so the cost of a runtime protocol check does not matter.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ..base import CloseReason, Direction
-from .constants import CommandField, PDUType
+from .constants import CommandField, PDUType, StatusClass
 from .dimse import DimseCommand, parse_command
 from .errors import DicomError, Reason
 from .events import (
@@ -71,8 +71,8 @@ class _Mode(IntEnum):
 class _DirectionState:
     """Framing state of one direction."""
 
-    __slots__ = ("cmd", "cmd_ctx", "cmd_overflow", "mode", "pdu_left", "pdv_cmd", "pdv_ctx",
-                 "pdv_last", "pdv_left", "skip_left")  # fmt: skip
+    __slots__ = ("cmd", "cmd_ctx", "cmd_overflow", "held", "mode", "pdu_left", "pdv_cmd",
+                 "pdv_ctx", "pdv_last", "pdv_left", "skip_left", "skip_pdata")  # fmt: skip
 
     def __init__(self, mode: _Mode) -> None:
         self.mode = mode
@@ -82,6 +82,8 @@ class _DirectionState:
         self.pdv_last = False
         self.pdv_ctx = 0
         self.skip_left = 0
+        self.skip_pdata = False  # the bytes skipped belong to a P-DATA-TF PDU
+        self.held = 0  # bytes the caller holds unconsumed (told just before close)
         self.cmd = bytearray()
         self.cmd_ctx = 0
         self.cmd_overflow = False
@@ -129,6 +131,10 @@ class AssociationState:
     dimse: Counter[str] = field(default_factory=Counter)
     dimse_status: Counter[str] = field(default_factory=Counter)
     move_destinations: list[str] = field(default_factory=list)
+    # Responses that failed or warned, or carried failure details (Error ID, Offending
+    # Element, Attribute Identifier List, Error Comment length): the first few kept.
+    failures: list[DimseCommand] = field(default_factory=list)
+    failure_count: int = 0
     sop_classes: set[str] = field(default_factory=set)
     anomalies: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
@@ -199,9 +205,16 @@ class DicomSession:
                     if n - pos < 6:
                         break
                     length, ctx, control = PDV_HEADER.unpack_from(data, pos)
-                    if length < 2 or length + 4 > d.pdu_left or control > 3:
+                    if length < 2 or length + 4 > d.pdu_left:
                         self._lose_pdv_framing(d, direction, ts, events, "PDV header invalid")
                         continue
+                    if control > 3:
+                        # PS3.8 E.2: bits 2-7 are reserved and receivers (pynetdicom, DCMTK)
+                        # do not test them, so neither may we: decode, and say so.
+                        self._anomaly(
+                            direction, ts, events, Reason.RESERVED_BITS,
+                            f"PDV message control header 0x{control:02x}",
+                        )  # fmt: skip
                     pos += 6
                     d.pdu_left -= 4 + length
                     d.pdv_left = length - 2
@@ -300,6 +313,7 @@ class DicomSession:
                     pos += 6 + 68
                     d.mode = _Mode.SKIP
                     d.skip_left = length - 68
+                    d.skip_pdata = False
                     self._on_pdu(direction, pdu, ts, events)
                     continue
             elif length != 4 and length > 64:
@@ -392,6 +406,7 @@ class DicomSession:
                 self._end_pdv(d, c, direction, ts, events)
         elif missing is not None and d.mode is _Mode.PDATA and d.pdv_left + d.pdu_left >= missing:
             d.skip_left = d.pdv_left + d.pdu_left - missing
+            d.skip_pdata = True
             d.pdv_left = d.pdu_left = 0
             d.drop_command()
             d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
@@ -407,17 +422,42 @@ class DicomSession:
         events.insert(0, GapDetected(ts, direction, missing, resynced))
         return events
 
+    def unconsumed(self, direction: Direction, n: int) -> None:
+        """The caller holds ``n`` bytes of ``direction`` that ``feed`` left (see close)."""
+        self._dirs[direction].held = n
+
     def close(self, reason: CloseReason, ts: float) -> list[Event]:
-        """End the association; name how it ended."""
+        """End the association; name how it ended.
+
+        ``truncated`` means the connection really ended (FIN, RST, idle timeout) inside a
+        PDU: one being framed here, or one whose bytes the caller still holds (``unconsumed``:
+        a PDU header, an RQ/AC/RJ, a release or an abort not yet whole). An association
+        flushed because the capture ended, or evicted, is never truncated.
+        """
         st = self.state
         if st.end is not None:
             return []
         events: list[Event] = []
+        ended = reason is CloseReason.CONNECTION_CLOSED or reason is CloseReason.TIMEOUT
         for direction in (Direction.ORIGIN, Direction.PEER):
             d = self._dirs[direction]
-            if d.mode is _Mode.PDATA or d.mode is _Mode.SKIP or d.cmd:
+            c = st.counters[direction]
+            mode = d.mode
+            # P-DATA bytes count what arrived, not what a cut PDU's header promised.
+            if mode is _Mode.PDATA:
+                c.pdata_bytes -= max(0, d.pdu_left + d.pdv_left - d.held)
+            elif mode is _Mode.SKIP and d.skip_pdata:
+                c.pdata_bytes -= d.skip_left
+            if not ended:
+                continue
+            if mode is _Mode.PDATA or mode is _Mode.SKIP or d.cmd:
                 self._anomaly(
                     direction, ts, events, Reason.TRUNCATED, "connection ended inside a PDU"
+                )
+            elif mode is _Mode.BOUNDARY and d.held:
+                detail = "a PDU header" if d.held < 6 else "a PDU"
+                self._anomaly(
+                    direction, ts, events, Reason.TRUNCATED, f"connection ended inside {detail}"
                 )
         if st.abort is not None:
             st.end = "aborted"
@@ -564,6 +604,14 @@ class DicomSession:
             and len(st.move_destinations) < self.limits.max_move_destinations
         ):
             st.move_destinations.append(dest)
+        if command.is_response and (
+            command.has_failure_details
+            or status is StatusClass.FAILURE
+            or status is StatusClass.WARNING
+        ):
+            st.failure_count += 1
+            if len(st.failures) < self.limits.max_failures_kept:
+                st.failures.append(command)
         events.append(DimseMessage(ts, direction, ctx, command))
         self._pdu_anomalies(direction, ts, events, command.anomalies, command.name)
 
@@ -589,6 +637,7 @@ class DicomSession:
         self._anomaly(direction, ts, events, Reason.BAD_LENGTH, detail)
         d.drop_command()
         d.skip_left = d.pdu_left
+        d.skip_pdata = True
         d.pdu_left = d.pdv_left = 0
         d.mode = _Mode.SKIP if d.skip_left else _Mode.BOUNDARY
 
@@ -637,8 +686,9 @@ class DicomSession:
         _, length = PDU_HEADER.unpack_from(buf, i)
         if not 6 <= length <= self.limits.max_pdata_pdu:
             return False
-        pdv_len, ctx, control = PDV_HEADER.unpack_from(buf, i + 6)
-        if pdv_len < 2 or pdv_len + 4 > length or control > 3 or ctx & 1 == 0:
+        # The control header is not tested: a receiver ignores its bits 2-7 (PS3.8 E.2).
+        pdv_len, ctx, _ = PDV_HEADER.unpack_from(buf, i + 6)
+        if pdv_len < 2 or pdv_len + 4 > length or ctx & 1 == 0:
             return False
         accepted = self._accepted_contexts
         return accepted is None or ctx in accepted

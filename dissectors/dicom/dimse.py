@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from .constants import (
     COMMAND_NAMES,
@@ -41,7 +42,15 @@ _US_TAGS = {
     CommandTag.MOVE_ORIGINATOR_MESSAGE_ID: "move_originator_message_id",
     CommandTag.EVENT_TYPE_ID: "event_type_id",
     CommandTag.ACTION_TYPE_ID: "action_type_id",
+    CommandTag.ERROR_ID: "error_id",
 }
+# Attribute Tag (AT) lists: 4 bytes a value, group then element, each little endian.
+_AT_TAGS = {
+    CommandTag.OFFENDING_ELEMENT: "offending_elements",
+    CommandTag.ATTRIBUTE_IDENTIFIER_LIST: "attribute_identifiers",
+}
+_AT = struct.Struct("<HH")
+MAX_TAGS = 64  # tags kept of one AT list; an N-GET may name many, a failure a few
 _AE_TAGS = {
     CommandTag.MOVE_DESTINATION: "move_destination",
     CommandTag.MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE: "move_originator_ae_title",
@@ -53,7 +62,10 @@ class DimseCommand:
     """A decoded DIMSE command set (PS3.7 annex E).
 
     Each element: group (2, LE) = 0x0000, element (2, LE), value length (4, LE), value.
-    The Error Comment (0000,0902) and other free text are never kept.
+    Failure details (PS3.7 C.4): Error ID (0000,0903), Offending Element (0000,0901) and
+    Attribute Identifier List (0000,1005) as tags ``group << 16 | element``. The Error
+    Comment (0000,0902) is free text that may name a patient: only its length is kept
+    (``error_comment_length``, None when absent), never its text.
     """
 
     command_field: int
@@ -75,6 +87,10 @@ class DimseCommand:
     move_originator_message_id: int | None = None
     event_type_id: int | None = None
     action_type_id: int | None = None
+    error_id: int | None = None
+    offending_elements: tuple[int, ...] = ()
+    attribute_identifiers: tuple[int, ...] = ()
+    error_comment_length: int | None = None
     anomalies: tuple[Reason, ...] = ()
 
     @property
@@ -103,9 +119,47 @@ class DimseCommand:
         return self.affected_sop_class_uid or self.requested_sop_class_uid
 
     @property
+    def has_failure_details(self) -> bool:
+        """Whether the command carries any of the failure detail elements."""
+        return (
+            self.error_id is not None
+            or bool(self.offending_elements)
+            or bool(self.attribute_identifiers)
+            or self.error_comment_length is not None
+        )
+
+    @property
     def priority_name(self) -> str | None:
         """Medium, high or low."""
         return None if self.priority is None else PRIORITY_NAMES.get(self.priority, "unknown")
+
+
+def _note(problems: list[Reason], reason: Reason) -> None:
+    if reason not in problems:
+        problems.append(reason)
+
+
+def _odd_us(
+    buf: bytes,
+    pos: int,
+    length: int,
+    name: str,
+    values: dict[str, int | str],
+    problems: list[Reason],
+) -> None:
+    """A US element that is not one 2-byte value: keep the first value, as receivers do.
+
+    pydicom (so pynetdicom) and Wireshark read a multi-valued US as its values and act on
+    the first; a C-MOVE-RSP with two remaining-sub-operations values must keep its status.
+    """
+    if length >= 2:
+        values[name] = _U16.unpack_from(buf, pos)[0]
+    if length >= 4:
+        _note(problems, Reason.EXTRA_VALUES)
+    if length & 1 or length == 0:
+        if length < 2 and name == "command_field":
+            raise DicomError(Reason.BAD_LENGTH, "command field")
+        _note(problems, Reason.BAD_LENGTH)
 
 
 def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
@@ -113,6 +167,7 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
     buf = bytes(data)
     pos, end = 0, len(buf)
     values: dict[str, int | str] = {}
+    tags: list[tuple[str, tuple[int, ...]]] = []
     problems: list[Reason] = []
     while pos < end:
         if end - pos < 8:
@@ -124,9 +179,10 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
         if length > end - pos:
             raise DicomError(Reason.BAD_LENGTH, "command element length")
         if element in _US_TAGS:
-            if length != 2:
-                raise DicomError(Reason.BAD_LENGTH, "US element")
-            values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+            if length == 2:
+                values[_US_TAGS[element]] = _U16.unpack_from(buf, pos)[0]
+            else:
+                _odd_us(buf, pos, length, _US_TAGS[element], values, problems)
         elif element in _UID_TAGS:
             text, ok = uid(buf[pos : pos + length])
             if not ok and Reason.BAD_VALUE not in problems:
@@ -136,7 +192,22 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
             text, ok = ae_title(buf[pos : pos + length])
             if (not ok or length > 16) and Reason.BAD_VALUE not in problems:
                 problems.append(Reason.BAD_VALUE)
+            if not text:
+                # Spaces only shall not be used for an AE title (PS3.5 6.2).
+                _note(problems, Reason.EMPTY_VALUE)
             values[_AE_TAGS[element]] = text
+        elif element in _AT_TAGS:
+            if length % 4:
+                _note(problems, Reason.BAD_LENGTH)
+            count = length // 4
+            if count > MAX_TAGS:
+                _note(problems, Reason.TOO_MANY)
+                count = MAX_TAGS
+            at_values = (_AT.unpack_from(buf, pos + 4 * i) for i in range(count))
+            tags.append((_AT_TAGS[element], tuple(g << 16 | e for g, e in at_values)))
+        elif element == CommandTag.ERROR_COMMENT:
+            # Free text (it may name a patient): its presence and length, never the text.
+            values["error_comment_length"] = length
         elif element == CommandTag.COMMAND_GROUP_LENGTH:
             if length != 4:
                 raise DicomError(Reason.BAD_LENGTH, "command group length")
@@ -146,4 +217,5 @@ def parse_command(data: bytes | bytearray | memoryview) -> DimseCommand:
     command_field = values.pop("command_field", None)
     if not isinstance(command_field, int):
         raise DicomError(Reason.BAD_COMMAND, "no command field")
-    return DimseCommand(command_field, anomalies=tuple(problems), **values)  # type: ignore[arg-type]
+    fields: dict[str, Any] = {**values, **dict(tags)}
+    return DimseCommand(command_field, anomalies=tuple(problems), **fields)

@@ -19,6 +19,10 @@ class Reason(StrEnum):
     BAD_COMMAND = "bad-command"
     LOST_SYNC = "lost-sync"
     GAP = "gap"
+    RESERVED_BITS = "reserved-bits"
+    EXTRA_VALUES = "extra-values"
+    EMPTY_VALUE = "empty-value"
+    MISSING_ITEM = "missing-item"
 
 
 class DicomError(ValueError):

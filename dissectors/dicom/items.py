@@ -467,6 +467,9 @@ def _common_extended(
                 break
             related.append(_uid_value(buf, one[0], one[1], problems))
             r_pos = one[0] + one[1]
+        if r_end != end:
+            # The block must end the sub-item (PS3.7 D.3.3.6): the rest is unaccounted.
+            problems.add(Reason.BAD_LENGTH)
     elif pos != end:
         problems.add(Reason.BAD_LENGTH)
     return SOPClassCommonExtendedNegotiation(
@@ -499,6 +502,9 @@ def parse_user_information(
             name, ok = short_text(buf[s_off : s_off + s_len])
             if not ok or s_len > 16:
                 problems.add(Reason.BAD_VALUE)
+            if not name:
+                # 1 to 16 characters (PS3.7 D.3.3.2.3): an empty name says nothing.
+                problems.add(Reason.EMPTY_VALUE)
             fields["implementation_version_name"] = name[:64]
         elif sub_type == UserInfoType.ASYNCHRONOUS_OPERATIONS_WINDOW:
             if s_len != 4:

@@ -19,6 +19,7 @@ class Limits:
     max_unknown_bytes: int = 256
     max_command_bytes: int = 64 * 1024
     max_move_destinations: int = 32
+    max_failures_kept: int = 32
     resync_window: int = 64 * 1024
 
 

@@ -128,6 +128,7 @@ class PDataTF:
     """P-DATA-TF PDU (PS3.8 9.3.5): a type 0x04 header followed by PDV items."""
 
     pdvs: tuple[PresentationDataValue, ...]
+    anomalies: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,10 @@ def _associate(
     parts.calling, ok2 = ae_title(calling_raw)
     if not (ok1 and ok2) or not version & 1:
         problems.add(Reason.BAD_VALUE)
+    if is_request and not (parts.called and parts.calling):
+        # An AE title of spaces only shall not be used (PS3.8 Table 9-11, PS3.5 6.2). The
+        # AC's titles echo the request and are not tested (PS3.8 Table 9-17).
+        problems.add(Reason.EMPTY_VALUE)
     if items:
         # Items are split and decoded in one pass; their own reasons are merged after the
         # framing reason, the order they had when the split came first.
@@ -219,6 +224,12 @@ def _associate(
             problems.add(reason)
         if parts.app_context is None:
             problems.add(Reason.BAD_VALUE)
+        if framing is None and (
+            not (parts.rq if is_request else parts.ac) or parts.user_info is None
+        ):
+            # An RQ or AC holds one or more presentation contexts and one user information
+            # item (PS3.8 9.3.2, 9.3.3); when the items were cut short, that says it already.
+            problems.add(Reason.MISSING_ITEM)
     if extra is not None:
         problems.add(extra)
     parts.anomalies = tuple(problems.reasons)
@@ -326,6 +337,7 @@ def _four(body: bytes, name: str) -> tuple[int, int, int, int]:
 def parse_pdata(body: bytes) -> PDataTF:
     """Decode the PDV headers of a complete P-DATA-TF body."""
     pdvs: list[PresentationDataValue] = []
+    anomalies: tuple[Reason, ...] = ()
     pos, end = 0, len(body)
     if end == 0:
         raise DicomError(Reason.BAD_LENGTH, "P-DATA-TF without PDV")
@@ -335,13 +347,14 @@ def parse_pdata(body: bytes) -> PDataTF:
         length, context_id, control = PDV_HEADER.unpack_from(body, pos)
         if length < 2 or pos + 4 + length > end:
             raise DicomError(Reason.BAD_LENGTH, "PDV length")
-        if control > 3:
-            raise DicomError(Reason.BAD_VALUE, "PDV message control header")
+        if control > 3 and not anomalies:
+            # Bits 2-7 are reserved and not tested by receivers (PS3.8 E.2): decode them.
+            anomalies = (Reason.RESERVED_BITS,)
         pdvs.append(
             PresentationDataValue(context_id, bool(control & 1), bool(control & 2), length - 2)
         )
         pos += 4 + length
-    return PDataTF(tuple(pdvs))
+    return PDataTF(tuple(pdvs), anomalies)
 
 
 def parse_pdu(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[PDU, int]:

@@ -38,10 +38,12 @@ def _bpf_head(byte_at: ByteAt, length: str) -> str:
     first = byte_at(0, 1)
     # A-ASSOCIATE-RQ/AC: type 1 or 2, reserved 0, protocol version 1 at offset 6.
     assoc = f"(({byte_at(0, 2)} = 0x0100 or {byte_at(0, 2)} = 0x0200) and {byte_at(6, 2)} = 0x0001)"
-    # P-DATA-TF under 16 MiB whose first PDV is a command fragment on an odd context.
+    # P-DATA-TF under 16 MiB whose first PDV is a command fragment on an odd context. Only
+    # bit 0 of the control header is tested: receivers ignore bits 2-7 (PS3.8 E.2), so a
+    # command that sets them is still a command.
     pdata = (
         f"({byte_at(0, 2)} = 0x0400 and {byte_at(2, 1)} = 0 and ({byte_at(10, 1)} & 1) = 1 "
-        f"and ({byte_at(11, 1)} & 0xfd) = 1)"
+        f"and ({byte_at(11, 1)} & 1) = 1)"
     )
     # A-RELEASE-RQ/RP and A-ABORT: 10 bytes with a length of 4. Live, they reach an
     # association whose port the kernel filter does not admit yet.

@@ -46,7 +46,8 @@ def _pdata_command(data: bytes | memoryview, n: int) -> bool | None:
     _, reserved, length, pdv_len, ctx, control = _PDATA_HEAD.unpack_from(data, 0)
     if reserved != 0 or not 12 <= length <= _PDATA_MAX:
         return False
-    if pdv_len < 14 or pdv_len + 4 > length or ctx & 1 == 0 or control not in (1, 3):
+    # Only bits 0 and 1 of the control header mean anything; receivers ignore the others.
+    if pdv_len < 14 or pdv_len + 4 > length or ctx & 1 == 0 or not control & 1:
         return False
     group, element, el_len, group_length = _ELEMENT.unpack_from(data, 12)
     if group != 0 or element != 0 or el_len != 4:
@@ -54,7 +55,7 @@ def _pdata_command(data: bytes | memoryview, n: int) -> bool | None:
     # The command group length counts the rest of the command set.
     if group_length > _COMMAND_MAX:
         return False
-    return not (control == 3 and group_length != pdv_len - 2 - 12)
+    return not (control & 2 and group_length != pdv_len - 2 - 12)
 
 
 def probe(data: bytes | memoryview) -> ProbeResult:

@@ -27,11 +27,31 @@ def ae_title(raw: bytes | memoryview) -> tuple[str, bool]:
 
 
 def uid(raw: bytes | memoryview) -> tuple[str, bool]:
-    """Decode a UID: trailing NUL and spaces trimmed; False when not digits and dots."""
+    """Decode a UID: trailing NUL and spaces trimmed; False when not a UID of PS3.5 9.1.
+
+    That is: 1 to 64 digits and dots, no empty component (``1..2``, a leading or trailing
+    dot), no component with a leading zero (``1.02``; ``0`` alone is fine).
+    """
     data = bytes(raw).rstrip(b"\x00 ").lstrip(b" ")
     if 0 < len(data) <= 64 and not data.translate(None, _UID_CHARS):
-        return data.decode("ascii"), True
+        text = data.decode("ascii")
+        return text, _uid_components_ok(data)
     return data[:64].translate(_MASK).decode("ascii"), False
+
+
+def _uid_components_ok(data: bytes) -> bool:
+    """Whether every dot-separated component is a number without a leading zero."""
+    if data[0] == 0x2E or data[-1] == 0x2E or b".." in data:
+        return False
+    if data[0] == 0x30 and len(data) > 1 and data[1] != 0x2E:
+        return False
+    # A leading zero after a dot: ".0" followed by a digit.
+    i = data.find(b".0")
+    while i >= 0:
+        if i + 2 < len(data) and data[i + 2] != 0x2E:
+            return False
+        i = data.find(b".0", i + 2)
+    return True
 
 
 def uid_memo(raw: bytes) -> tuple[str, bool]:

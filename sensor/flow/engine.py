@@ -16,6 +16,7 @@ from dissectors.base import (
     Verdict,
     first_match,
     skipper_of,
+    tell_unconsumed,
 )
 
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
@@ -247,6 +248,11 @@ class FlowEngine:
             session = flow.session
             if flow.state == MATCHED and session is not None:
                 try:
+                    # What the session left unconsumed is here, not in the session: a PDU
+                    # (or its header) the connection ended inside.
+                    for idx in (0, 1):
+                        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+                        tell_unconsumed(session, direction, len(flow.sides[idx].tail))
                     events = session.close(reason, ts)
                 except Exception:
                     # A dissector bug must not take the sensor down with it.

@@ -6,6 +6,8 @@ from typing import Any
 
 from dissectors.base import Summarized
 from dissectors.dicom.association import AssociationState, DicomSession
+from dissectors.dicom.constants import status_class
+from dissectors.dicom.dimse import DimseCommand
 from dissectors.dicom.items import UserInformation
 from dissectors.dicom.names import uid_name
 from dissectors.dicom.vendors import vendor_for
@@ -171,6 +173,9 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         dicom["move_destinations"] = list(state.move_destinations)
     if state.sop_classes:
         dicom["sop_classes"] = sorted(state.sop_classes)
+    if state.failures:
+        dicom["failures"] = [_failure(c) for c in state.failures]
+        dicom["failure_count"] = state.failure_count
     req_c, acc_c = state.counters[req_dir], state.counters[acc_dir]
     dicom["pdata"] = {
         "pdus": req_c.pdata_pdus + acc_c.pdata_pdus,
@@ -191,6 +196,29 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         "destination": {"ip": dst_ip, "port": dst_port},
         "dicom": dicom,
     }
+
+
+def _tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _failure(command: DimseCommand) -> dict[str, Any]:
+    """A failed or warning response and its details; the Error Comment by length only."""
+    out: dict[str, Any] = {"command": command.name}
+    if command.message_id_being_responded_to is not None:
+        out["message_id_being_responded_to"] = command.message_id_being_responded_to
+    if command.status is not None:
+        out["status"] = f"0x{command.status:04X}"
+        out["status_class"] = status_class(command.status).label
+    if command.error_id is not None:
+        out["error_id"] = command.error_id
+    if command.offending_elements:
+        out["offending_elements"] = [_tag(t) for t in command.offending_elements]
+    if command.attribute_identifiers:
+        out["attribute_identifiers"] = [_tag(t) for t in command.attribute_identifiers]
+    if command.error_comment_length is not None:
+        out["error_comment"] = {"present": True, "length": command.error_comment_length}
+    return out
 
 
 def build_generic_record(

@@ -21,7 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PCAPS, Run, read_pcap, run_sensor, write_pcap
+from .helpers import (
+    PCAPS,
+    RELEASE_RP,
+    RELEASE_RQ,
+    Run,
+    associate_ac,
+    associate_rq,
+    dicom_conversation,
+    pdu,
+    pdv,
+    read_pcap,
+    run_sensor,
+    write_pcap,
+)
 
 CASE = PCAPS / "phi-canary"
 CAPTURE = CASE / "capture.pcap"
@@ -198,3 +211,61 @@ def test_the_search_finds_a_planted_canary(tmp_path: Path) -> None:
     assert any(f.startswith("passcode (text) in a.jsonl") for f in found)
     assert any(f.startswith("passcode (hex) in b.txt") for f in found)
     assert any(f.startswith("saml (base64) in c.txt") for f in found)
+
+
+# -- DIMSE failure details: the Error Comment (0000,0902) by length only -------------------
+
+ERROR_COMMENT_CANARY = "CANARY-ERRCOMMENT-5d1e^PATIENT"
+
+
+def _element(tag: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0, tag, len(value)) + value
+
+
+def _failed_store_rsp() -> bytes:
+    """C-STORE-RSP, status 0xA900, Offending Element (0010,0010), Error ID 0x0107 and an
+    Error Comment holding the canary, in one P-DATA-TF on context 1."""
+    body = b"".join([
+        _element(0x0002, b"1.2.840.10008.5.1.4.1.1.2\x00"),
+        _element(0x0100, struct.pack("<H", 0x8001)),
+        _element(0x0120, struct.pack("<H", 7)),
+        _element(0x0800, struct.pack("<H", 0x0101)),
+        _element(0x0900, struct.pack("<H", 0xA900)),
+        _element(0x0901, struct.pack("<HH", 0x0010, 0x0010)),
+        _element(0x0902, ERROR_COMMENT_CANARY.encode()),
+        _element(0x0903, struct.pack("<H", 0x0107)),
+    ])  # fmt: skip
+    cmd = _element(0x0000, struct.pack("<I", len(body))) + body
+    return pdu(0x04, pdv(1, 0x03, cmd))
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut-in-comment"])
+def test_error_comment_never_leaves(tmp_path: Path, cut: bool) -> None:
+    rsp = _failed_store_rsp()
+    if cut:
+        # The connection ends inside the Error Comment: a truncated P-DATA, same privacy.
+        rsp = rsp[: rsp.index(b"ERRCOMMENT") + 4]
+    records = dicom_conversation(
+        [associate_rq(), RELEASE_RQ], [associate_ac(), rsp + (b"" if cut else RELEASE_RP)]
+    )
+    capture = write_pcap(tmp_path / "error-comment.pcap", records)
+    assert ERROR_COMMENT_CANARY.encode() in capture.read_bytes() or cut
+    run = run_sensor([capture], tmp_path / "out")
+    assert run.rc == 0, run.stderr
+    [record] = run.records()
+    if not cut:
+        [failure] = record["dicom"]["failures"]
+        assert failure == {
+            "command": "C-STORE-RSP",
+            "message_id_being_responded_to": 7,
+            "status": "0xA900",
+            "status_class": "failure",
+            "error_id": 0x0107,
+            "offending_elements": ["(0010,0010)"],
+            "error_comment": {"present": True, "length": len(ERROR_COMMENT_CANARY)},
+        }
+    for where, text in run.all_outputs().items():
+        for core in (ERROR_COMMENT_CANARY, "ERRCOMMENT", "5d1e^PATIENT"):
+            for form, needle in forms(core):
+                haystack = text.lower() if form == "text" else text
+                assert needle not in haystack, f"{core} ({form}) in {where}"

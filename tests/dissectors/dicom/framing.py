@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from typing import Any
 
-from dissectors.base import Direction
+from dissectors.base import CloseReason, Direction
 from dissectors.dicom import DicomSession
 
 from . import vectors as v
@@ -128,6 +128,14 @@ class Feeder:
         """Report lost bytes; what was left unconsumed before the hole is dropped."""
         self.pending[direction] = b""
         events = self.session.gap(direction, missing, ts)
+        self.events.extend(events)
+        return events
+
+    def close(self, reason: CloseReason, ts: float = 1.0) -> list[Any]:
+        """End the session as the engine does: tell it what is held unconsumed, then close."""
+        for direction, held in self.pending.items():
+            self.session.unconsumed(direction, len(held))
+        events = self.session.close(reason, ts)
         self.events.extend(events)
         return events
 

@@ -642,7 +642,7 @@ def test_ten_thousand_contexts_too_many() -> None:
 
 
 def test_two_hundred_full_contexts() -> None:
-    rq = associate(0x01, v.ITEM_10, *(big_context(2 * i + 1 & 0xFF) for i in range(200)))
+    rq = associate(0x01, v.ITEM_10, *(big_context(2 * i + 1 & 0xFF) for i in range(200)), v.ITEM_50)
     pdu, _ = parse_pdu(rq)
     assert len(pdu.presentation_contexts) == 128  # type: ignore[union-attr]
     assert pdu.anomalies == (Reason.TOO_MANY,)  # type: ignore[union-attr]
@@ -737,7 +737,6 @@ def test_command_set_over_64_kib_with_small_limit() -> None:
     [
         "000000ff0103",  # PDV length 0xff, larger than the PDU
         "000000010103",  # PDV length 1, below the 2 bytes of its own header
-        "000000460104",  # message control header 0x04
     ],
 )
 def test_pdv_length_lies(lie: str) -> None:

@@ -259,7 +259,7 @@ def test_unknown_sub_items_bounded() -> None:
 
 def test_unknown_item_kept_raw_and_bounded() -> None:
     big = v.h("6100012c") + bytes(range(256)) + bytes(44)
-    pdu, _ = parse_pdu(associate(0x01, v.ITEM_10, v.ITEM_UNKNOWN, big, v.ITEM_20))
+    pdu, _ = parse_pdu(associate(0x01, v.ITEM_10, v.ITEM_UNKNOWN, big, v.ITEM_20, v.ITEM_50))
     assert isinstance(pdu, AssociateRQ)
     assert pdu.unknown_items == (
         RawItem(0x60, 4, b"\x01\x02\x03\x04"),

@@ -26,6 +26,9 @@ from dissectors.dicom.pdu import (
 from . import vectors as v
 from .framing import associate
 
+# No presentation context or no user information item left after the damage (PS3.8 9.3.2).
+MISSING = Reason.MISSING_ITEM
+
 DCMTK_USER_INFO = UserInformation(
     max_pdu_length=16384,
     implementation_class_uid="1.2.276.0.7230010.3.0.3.6.7",
@@ -216,8 +219,8 @@ def test_associate_shorter_than_68_is_bad_length(pdu_type: int) -> None:
     assert reason_of(data) is Reason.BAD_LENGTH
 
 
-def test_bad_control_and_bad_type() -> None:
-    assert reason_of(v.PDATA_BAD_CONTROL) is Reason.BAD_VALUE
+def test_bad_type() -> None:
+    # A control header with reserved bits set decodes (test_leniency.py); a type cannot.
     assert reason_of(v.UNKNOWN_PDU_TYPE) is Reason.BAD_TYPE
     assert reason_of(v.h("00000000000400000000")) is Reason.BAD_TYPE
 
@@ -243,17 +246,29 @@ def test_pdu_type_labels() -> None:
         ((v.ITEM_10_OVER,), (Reason.BAD_LENGTH, Reason.BAD_VALUE)),
         ((v.ITEM_10, v.ITEM_20_TRUNCATED), (Reason.TRUNCATED,)),
         ((v.ITEM_10, v.ITEM_20_OVER), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_20_SHORT), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_20_SUB_40_OVER), (Reason.BAD_LENGTH, Reason.BAD_VALUE)),
-        ((v.ITEM_10, v.ITEM_20_SUB_30_TRUNCATED), (Reason.TRUNCATED, Reason.BAD_VALUE)),
-        ((v.ITEM_10, v.ITEM_20_EVEN_ID), (Reason.BAD_VALUE,)),
+        ((v.ITEM_10, v.ITEM_20_SHORT), (Reason.BAD_LENGTH, Reason.MISSING_ITEM)),
+        (
+            (v.ITEM_10, v.ITEM_20_SUB_40_OVER),
+            (Reason.BAD_LENGTH, Reason.BAD_VALUE, MISSING),
+        ),
+        (
+            (v.ITEM_10, v.ITEM_20_SUB_30_TRUNCATED),
+            (Reason.TRUNCATED, Reason.BAD_VALUE, MISSING),
+        ),
+        ((v.ITEM_10, v.ITEM_20_EVEN_ID), (Reason.BAD_VALUE, Reason.MISSING_ITEM)),
         ((v.ITEM_10, v.ITEM_20, v.ITEM_50_TRUNCATED), (Reason.TRUNCATED,)),
         ((v.ITEM_10, v.ITEM_20, v.ITEM_50_OVER), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_UNKNOWN), (Reason.UNKNOWN_ITEM,)),
+        ((v.ITEM_10, v.ITEM_UNKNOWN), (Reason.UNKNOWN_ITEM, Reason.MISSING_ITEM)),
         ((v.ITEM_10, v.ITEM_UNKNOWN_TRUNCATED), (Reason.TRUNCATED,)),
         ((v.ITEM_10, v.ITEM_UNKNOWN_OVER), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_10), (Reason.BAD_VALUE,)),  # two application contexts
-        ((v.ITEM_10, v.ITEM_50, v.ITEM_50), (Reason.BAD_VALUE,)),  # two user informations
+        (
+            (v.ITEM_10, v.ITEM_10),
+            (Reason.BAD_VALUE, Reason.MISSING_ITEM),
+        ),  # two app contexts, nothing else
+        (
+            (v.ITEM_10, v.ITEM_50, v.ITEM_50),
+            (Reason.BAD_VALUE, Reason.MISSING_ITEM),
+        ),  # two 0x50, no 0x20
     ],
 )
 def test_rq_item_anomalies(items: tuple[bytes, ...], anomalies: tuple[Reason, ...]) -> None:
@@ -269,9 +284,12 @@ def test_rq_item_anomalies(items: tuple[bytes, ...], anomalies: tuple[Reason, ..
         ((v.ITEM_10, v.ITEM_21, v.ITEM_50), ()),
         ((v.ITEM_10, v.ITEM_21_TRUNCATED), (Reason.TRUNCATED,)),
         ((v.ITEM_10, v.ITEM_21_OVER), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_21_SHORT), (Reason.BAD_LENGTH,)),
-        ((v.ITEM_10, v.ITEM_21_RESULT_5), (Reason.BAD_VALUE,)),
-        ((v.ITEM_10, v.ITEM_20), (Reason.UNKNOWN_ITEM,)),  # an RQ context inside an AC
+        ((v.ITEM_10, v.ITEM_21_SHORT), (Reason.BAD_LENGTH, Reason.MISSING_ITEM)),
+        ((v.ITEM_10, v.ITEM_21_RESULT_5), (Reason.BAD_VALUE, Reason.MISSING_ITEM)),
+        (
+            (v.ITEM_10, v.ITEM_20),
+            (Reason.UNKNOWN_ITEM, Reason.MISSING_ITEM),
+        ),  # an RQ context inside an AC
     ],
 )
 def test_ac_item_anomalies(items: tuple[bytes, ...], anomalies: tuple[Reason, ...]) -> None:
@@ -303,7 +321,7 @@ def test_rq_even_context_id_still_decoded() -> None:
 
 
 def test_ac_rejected_context_has_no_transfer_syntax() -> None:
-    pdu, _ = parse_pdu(associate(0x02, v.ITEM_10, v.ITEM_21_REJECTED))
+    pdu, _ = parse_pdu(associate(0x02, v.ITEM_10, v.ITEM_21_REJECTED, v.ITEM_50))
     assert isinstance(pdu, AssociateAC)
     assert pdu.anomalies == ()
     assert pdu.presentation_contexts == (PresentationContextAC(3, 3, None),)
@@ -318,7 +336,7 @@ def test_bad_fixed_part_values() -> None:
     data = b"\x01\x00" + len(body).to_bytes(4, "big") + body
     pdu, _ = parse_pdu(data)
     assert isinstance(pdu, AssociateRQ)
-    assert pdu.anomalies == (Reason.BAD_VALUE,)
+    assert pdu.anomalies == (Reason.BAD_VALUE, Reason.MISSING_ITEM)  # only 0x10 follows
     assert pdu.called_ae_title == "S?ORESCP"
 
 

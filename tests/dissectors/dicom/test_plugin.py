@@ -144,6 +144,12 @@ def test_short_text() -> None:
         ("1.2.826.0.1.3680043.8.641.1", "Orthanc"),
         ("1.2.840.113619.6.94", "GE Healthcare"),
         ("1.3.12.2.1107.5.2", "Siemens Healthineers"),
+        ("1.2.826.0.1.3680043.10.854", "dcmjs-dimse"),
+        ("1.3.6.1.4.1.30071.8", "fo-dicom"),
+        ("1.2.826.0.1.3680043.2.135.1066.101", "Conquest"),
+        ("1.2.826.0.1.3680043.2.1143.107.104.103.115.2.8.4", "GDCM"),
+        ("1.2.40.0.13.1.3", "dcm4che"),
+        ("1.2.826.0.1.3680043.9.5560.3", "Odil"),
         ("1.2.3.4", None),
         ("", None),
         (None, None),
@@ -151,6 +157,13 @@ def test_short_text() -> None:
 )
 def test_vendor_for(class_uid: str | None, vendor: str | None) -> None:
     assert vendor_for(class_uid) == vendor
+
+
+def test_vendor_table_size() -> None:
+    from dissectors.dicom.vendors import _ROOTS
+
+    assert len(_ROOTS) >= 25
+    assert len({root for root, _ in _ROOTS}) == len(_ROOTS)
 
 
 def test_vendor_root_is_a_whole_component() -> None:

@@ -169,7 +169,7 @@ def documented_pdata_command(data: bytes) -> bool:
         length >= 12
         and pdv_length + 4 <= length
         and ctx % 2 == 1
-        and control in (1, 3)
+        and control & 1 == 1
         and (group, element, el_length) == (0, 0, 4)
     )
 

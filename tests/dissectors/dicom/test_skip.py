@@ -249,17 +249,20 @@ def test_skip_of_nothing_is_a_no_op_but_for_the_time() -> None:
     assert session.skippable(ORIGIN) == 8000
 
 
-def test_connection_ending_inside_a_skipped_pdv_is_truncated() -> None:
-    # Truncated: the capture ends 3000 bytes into the 8000-byte PDV.
+@pytest.mark.parametrize("reason", [CloseReason.CONNECTION_CLOSED, CloseReason.CAPTURE_ENDED])
+def test_connection_ending_inside_a_skipped_pdv_is_truncated(reason: CloseReason) -> None:
+    # The connection ends 3000 bytes into the 8000-byte PDV: truncated. When the capture
+    # ends there instead, nothing was cut: never truncated.
     fed = at_big_data_set()
     fed.feed(ORIGIN, BIG[:3000], 1.0)
     skipped = at_big_data_set()
     skipped.skip(ORIGIN, 3000, 1.0)
     assert fed.state == skipped.state
-    fed_end = fed.close(CloseReason.CAPTURE_ENDED, 2.0)
-    skipped_end = skipped.close(CloseReason.CAPTURE_ENDED, 2.0)
+    fed_end = fed.close(reason, 2.0)
+    skipped_end = skipped.close(reason, 2.0)
     assert fed_end == skipped_end
-    assert any(isinstance(e, Anomaly) and e.reason.value == "truncated" for e in skipped_end)
+    truncated = any(isinstance(e, Anomaly) and e.reason.value == "truncated" for e in skipped_end)
+    assert truncated is (reason is CloseReason.CONNECTION_CLOSED)
     assert fed.state == skipped.state
 
 

@@ -111,7 +111,7 @@ PDATA_PDV_TOO_LONG = h("04000000000a00000046010300000000")
 PDATA_EMPTY = h("040000000000")
 # hand. P-DATA-TF of length 4: a PDV header cut after its length field -> truncated.
 PDATA_PDV_HEADER_CUT = h("04000000000400000046")
-# hand. P-DATA-TF with a PDV whose message control header is 0x04 -> bad-value.
+# hand. P-DATA-TF with a PDV whose message control header is 0x04 -> reserved-bits.
 PDATA_BAD_CONTROL = h("040000000008000000040104abcd")
 # hand. An unknown PDU type 0x08 with length 4 -> bad-type.
 UNKNOWN_PDU_TYPE = h("08000000000400000000")
@@ -506,7 +506,8 @@ CMD_NO_COMMAND_FIELD = h(
     "00000000040000002e0000000000020012000000312e322e3834302e31303030382e312e310000001001"
     "02000000010000000008020000000101"
 )
-# Group length 0x3a, and Message ID (0000,0110) of length 4 (US must be 2) -> bad-length.
+# Group length 0x3a, and Message ID (0000,0110) of length 4: two values 1 and 0 -> decoded with
+# the first, anomaly extra-values.
 CMD_US_WRONG_LENGTH = h(
     "00000000040000003a0000000000020012000000312e322e3834302e31303030382e312e310000000001"
     "02000000300000001001040000000100000000000008020000000101"
