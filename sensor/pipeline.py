@@ -32,6 +32,7 @@ from .flow.engine import FlowEngine
 from .flow.table import EngineConfig, FlowInfo
 from .outputs.events import anomaly_event
 from .outputs.jsonl import Sink
+from .outputs.pivots import Pivots
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
 from .policy.config import Config, default_config
@@ -73,6 +74,7 @@ class Pipeline:
         self.config = config if config is not None else ReadConfig()
         self.policy_config = policy_config if policy_config is not None else default_config()
         self.policy = PolicyEngine(self.policy_config)
+        self.pivots = Pivots.from_config(self.policy_config)
         self.folder = AlertFolder(self.policy_config.fold_window)
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
         if events is not None:
@@ -344,6 +346,7 @@ class Pipeline:
         """Use a new zone and rule config from now on; state is kept."""
         self.policy_config = config
         self.policy.reconfigure(config)
+        self.pivots = Pivots.from_config(config, self.pivots.interface)
         self.folder.window = config.fold_window
 
     def finish(self) -> None:
@@ -356,6 +359,7 @@ class Pipeline:
 
     def _alerts(self, events: list[dict[str, Any]]) -> None:
         for event in events:
+            self.pivots.enrich(event)
             for sink in self.alert_sinks:
                 sink(event)
 
@@ -390,9 +394,10 @@ class Pipeline:
             reason = event.reason.value if cls is Anomaly else "gap"
             counters.anomalies[reason] += 1
             if self.events is not None and isinstance(session, DicomSession):
-                self.events.write(anomaly_event(info, session, event))
+                self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
 
     def _record(self, record: dict[str, Any]) -> None:
+        self.pivots.enrich(record)
         for sink in self.record_sinks:
             sink(record)
 
