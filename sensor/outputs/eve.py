@@ -103,6 +103,8 @@ def eve_alert(event: dict[str, Any]) -> dict[str, Any]:
             "action": event["event"]["action"],
             "first_seen": suricata_timestamp(event["event"]["start"]),
             "message": event.get("message"),
+            "remediation": ours.get("remediation"),
+            "reference": rule.get("reference"),
         }
     )
     # What the finding added (outcome, destinations, thresholds, ...), minus what is above;
