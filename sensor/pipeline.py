@@ -27,9 +27,10 @@ from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_fo
 from .capture.offline import OfflineCapture, Packet, ReadResult
 from .capture.prefilter import MAX_PORTS, Followed, flow_key
 from .counters import SensorCounters
-from .flow.endpoints import endpoints
+from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
 from .flow.table import EngineConfig, FlowInfo
+from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
 from .outputs.jsonl import Sink
 from .outputs.pivots import Pivots
@@ -107,6 +108,9 @@ class Pipeline:
         if associations is not None:
             self.record_sinks.append(associations.write)
         self.events = events
+        # --alert-pcap: the associations that raised an alert, by id(session) -> rule ids
+        self.alert_pcaps: AlertPcaps | None = None
+        self._alerting: dict[int, set[str]] = {}
         self.talkers: dict[tuple[str, str, int], Talker] = {}
         self.cut_offs: list[str] = []
         self.files = 0
@@ -363,9 +367,11 @@ class Pipeline:
             for sink in self.alert_sinks:
                 sink(event)
 
-    def _finding(self, finding: Finding) -> None:
+    def _finding(self, finding: Finding, session: Session | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
+        if self.alert_pcaps is not None and session is not None:
+            self._alerting.setdefault(id(session), set()).add(finding.rule.id)
         self._alerts(self.folder.offer(finding))
 
     # -- sinks ----------------------------------------------------------------------
@@ -377,7 +383,7 @@ class Pipeline:
             self._on_other_event(info, session, event)
             return
         for finding in self.policy.on_event(info, session, event):
-            self._finding(finding)
+            self._finding(finding, session)
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -411,7 +417,7 @@ class Pipeline:
             for finding in self.policy.on_generic(
                 info, session, getattr(event, "ts", info.last_ts)
             ):
-                self._finding(finding)
+                self._finding(finding, session)
 
     def _on_close(self, info: FlowInfo, session: Session, reason: CloseReason) -> None:
         self.sessions_closed += 1
@@ -426,9 +432,17 @@ class Pipeline:
                 )
                 self.counters.plugin_connections[(info.protocol, *pair)] += 1
                 self._record(record)
+                rules = self._alerting.pop(id(session), None)
+                if rules and self.alert_pcaps is not None:
+                    requestor, acceptor = generic_endpoints(info, session.originator())
+                    self._alert_target(info, rules, requestor, acceptor)
             return
         for finding in self.policy.on_close(info, session):
-            self._finding(finding)
+            self._finding(finding, session)
+        rules = self._alerting.pop(id(session), None)
+        if rules and self.alert_pcaps is not None:
+            requestor, acceptor, _ = endpoints(info, session.state)
+            self._alert_target(info, rules, requestor, acceptor)
         record = build_record(info, session)
         dicom = record["dicom"]
         zones = self.policy_config.zones
@@ -448,6 +462,22 @@ class Pipeline:
         talker.associations += 1
         talker.pdata_bytes += dicom["pdata"]["bytes"]
         self._record(record)
+
+    def _alert_target(
+        self,
+        info: FlowInfo,
+        rules: set[str],
+        requestor: tuple[str, int],
+        acceptor: tuple[str, int],
+    ) -> None:
+        """An association that alerted has ended: its packets go to --alert-pcap."""
+        if self.alert_pcaps is None or info.protocol not in ("dicom", "hl7"):
+            return
+        cid = self.pivots.community_id(*requestor, *acceptor)
+        target = AlertTarget(
+            info.protocol, requestor, acceptor, info.first_ts, info.last_ts, cid, rules
+        )
+        self.alert_pcaps.add_target(target)
 
     @property
     def active_associations(self) -> int:

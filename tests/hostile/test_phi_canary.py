@@ -198,3 +198,31 @@ def test_the_search_finds_a_planted_canary(tmp_path: Path) -> None:
     assert any(f.startswith("passcode (text) in a.jsonl") for f in found)
     assert any(f.startswith("passcode (hex) in b.txt") for f in found)
     assert any(f.startswith("saml (base64) in c.txt") for f in found)
+
+
+def _alert_pcaps(directory: Path) -> dict[str, str]:
+    """Every alert pcap's bytes as text (latin-1 keeps each byte), for the same search."""
+    return {f"alert-pcap/{p.name}": p.read_bytes().decode("latin-1")
+            for p in sorted(directory.glob("*.pcap"))}  # fmt: skip
+
+
+def test_no_canary_in_the_alert_pcaps(tmp_path: Path) -> None:
+    pcaps = tmp_path / "alert-pcaps"
+    run = run_sensor([CAPTURE, *OTHER_CANARY_CAPTURES], tmp_path / "out",
+                     extra=["--alert-pcap", str(pcaps)])  # fmt: skip
+    assert run.rc == 0, run.stderr
+    written = _alert_pcaps(pcaps)
+    # The canary capture's five associations all alert (credentials in clear), and so on.
+    assert len(written) >= 7
+    raw = "".join(written.values())
+    assert "CANARYSCU" in raw  # the A-ASSOCIATE-RQ is kept: AE titles, not secrets
+    assert hits(run, written) == []
+
+
+@pytest.mark.parametrize("how", ["pdu-type", "pdv-length", "identity-type", "identity-kind"])
+def test_no_canary_in_the_alert_pcaps_of_mangled_pdus(tmp_path: Path, how: str) -> None:
+    pcaps = tmp_path / "alert-pcaps"
+    run = run_sensor([_mangled(tmp_path, how)], tmp_path / "out",
+                     extra=["--alert-pcap", str(pcaps)])  # fmt: skip
+    assert run.rc == 0, run.stderr
+    assert hits(run, _alert_pcaps(pcaps)) == []
