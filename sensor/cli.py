@@ -45,6 +45,10 @@ def _cmd_read(args: argparse.Namespace) -> int:
         events_format=args.events_format,
         zeek_log=args.zeek_log,
         zeek_format=args.zeek_format,
+        alert_pcap=args.alert_pcap,
+        alert_pcap_max_files=args.alert_pcap_max_files,
+        alert_pcap_max_association_kb=args.alert_pcap_max_association_kb,
+        alert_pcap_max_total_mb=args.alert_pcap_max_total_mb,
     )
     return run_read(args.files, opts)
 
@@ -113,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="tsv",
         help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
     )
+    p.add_argument(
+        "--alert-pcap",
+        metavar="DIR",
+        help="write each alerting association's packets (data sets and secrets removed) to "
+        "DIR, one pcap per association named by start time and Community ID, plus index.jsonl",
+    )
+    p.add_argument(
+        "--alert-pcap-max-files", type=int, default=1000, metavar="N",
+        help="at most N alert pcaps (default 1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--alert-pcap-max-association-kb", type=int, default=4096, metavar="KB",
+        help="at most KB KiB per alert pcap, the head of the association first (default 4096)",
+    )  # fmt: skip
+    p.add_argument(
+        "--alert-pcap-max-total-mb", type=int, default=256, metavar="MB",
+        help="at most MB MiB of alert pcaps in all (default 256)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=_cmd_read)

@@ -28,11 +28,13 @@ from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_fo
 from .capture.offline import OfflineCapture, Packet, ReadResult
 from .capture.prefilter import MAX_PORTS, Followed, flow_key
 from .counters import SensorCounters
-from .flow.endpoints import endpoints
+from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
 from .flow.table import EngineConfig, FlowInfo
+from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
 from .outputs.jsonl import Sink
+from .outputs.pivots import Pivots
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
 from .policy.config import Config, default_config
@@ -74,6 +76,7 @@ class Pipeline:
         self.config = config if config is not None else ReadConfig()
         self.policy_config = policy_config if policy_config is not None else default_config()
         self.policy = PolicyEngine(self.policy_config)
+        self.pivots = Pivots.from_config(self.policy_config)
         self.folder = AlertFolder(self.policy_config.fold_window)
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
         if events is not None:
@@ -107,6 +110,9 @@ class Pipeline:
         if associations is not None:
             self.record_sinks.append(associations.write)
         self.events = events
+        # --alert-pcap: the associations that raised an alert, by id(session) -> rule ids
+        self.alert_pcaps: AlertPcaps | None = None
+        self._alerting: dict[int, set[str]] = {}
         self.talkers: dict[tuple[str, str, int], Talker] = {}
         self.cut_offs: list[str] = []
         self.files = 0
@@ -380,6 +386,7 @@ class Pipeline:
         """Use a new zone and rule config from now on; state is kept."""
         self.policy_config = config
         self.policy.reconfigure(config)
+        self.pivots = Pivots.from_config(config, self.pivots.interface)
         self.folder.window = config.fold_window
 
     def finish(self) -> None:
@@ -392,12 +399,15 @@ class Pipeline:
 
     def _alerts(self, events: list[dict[str, Any]]) -> None:
         for event in events:
+            self.pivots.enrich(event)
             for sink in self.alert_sinks:
                 sink(event)
 
-    def _finding(self, finding: Finding) -> None:
+    def _finding(self, finding: Finding, session: Session | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
+        if self.alert_pcaps is not None and session is not None:
+            self._alerting.setdefault(id(session), set()).add(finding.rule.id)
         self._alerts(self.folder.offer(finding))
 
     # -- sinks ----------------------------------------------------------------------
@@ -409,7 +419,7 @@ class Pipeline:
             self._on_other_event(info, session, event)
             return
         for finding in self.policy.on_event(info, session, event):
-            self._finding(finding)
+            self._finding(finding, session)
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -426,9 +436,10 @@ class Pipeline:
             reason = event.reason.value if cls is Anomaly else "gap"
             counters.anomalies[reason] += 1
             if self.events is not None and isinstance(session, DicomSession):
-                self.events.write(anomaly_event(info, session, event))
+                self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
 
     def _record(self, record: dict[str, Any]) -> None:
+        self.pivots.enrich(record)
         for sink in self.record_sinks:
             sink(record)
 
@@ -442,7 +453,7 @@ class Pipeline:
             for finding in self.policy.on_generic(
                 info, session, getattr(event, "ts", info.last_ts)
             ):
-                self._finding(finding)
+                self._finding(finding, session)
 
     def _on_close(self, info: FlowInfo, session: Session, reason: CloseReason) -> None:
         self.sessions_closed += 1
@@ -457,9 +468,17 @@ class Pipeline:
                 )
                 self.counters.plugin_connections[(info.protocol, *pair)] += 1
                 self._record(record)
+                rules = self._alerting.pop(id(session), None)
+                if rules and self.alert_pcaps is not None:
+                    requestor, acceptor = generic_endpoints(info, session.originator())
+                    self._alert_target(info, rules, requestor, acceptor)
             return
         for finding in self.policy.on_close(info, session):
-            self._finding(finding)
+            self._finding(finding, session)
+        rules = self._alerting.pop(id(session), None)
+        if rules and self.alert_pcaps is not None:
+            requestor, acceptor, _ = endpoints(info, session.state)
+            self._alert_target(info, rules, requestor, acceptor)
         record = build_record(info, session)
         dicom = record["dicom"]
         zones = self.policy_config.zones
@@ -479,6 +498,22 @@ class Pipeline:
         talker.associations += 1
         talker.pdata_bytes += dicom["pdata"]["bytes"]
         self._record(record)
+
+    def _alert_target(
+        self,
+        info: FlowInfo,
+        rules: set[str],
+        requestor: tuple[str, int],
+        acceptor: tuple[str, int],
+    ) -> None:
+        """An association that alerted has ended: its packets go to --alert-pcap."""
+        if self.alert_pcaps is None or info.protocol not in ("dicom", "hl7"):
+            return
+        cid = self.pivots.community_id(*requestor, *acceptor)
+        target = AlertTarget(
+            info.protocol, requestor, acceptor, info.first_ts, info.last_ts, cid, rules
+        )
+        self.alert_pcaps.add_target(target)
 
     @property
     def active_associations(self) -> int:

@@ -103,6 +103,9 @@ def live_loop(
     else:
         pipeline.follow_all()
     by_fd = {s.fd: s for s in sources}
+    # observer.ingress.interface.name: the interface of the packet that produced a record
+    # (with several interfaces, records that timers produce name none).
+    pipeline.pivots.interface = sources[0].interface if len(sources) == 1 else None
     fds = list(by_fd)
     next_tick = time.time() + TICK_SECONDS
     next_state = time.time() + INVENTORY_SECONDS
@@ -113,6 +116,8 @@ def live_loop(
             ready = []
         for fd in ready:
             source = by_fd[fd]
+            if len(sources) > 1:
+                pipeline.pivots.interface = source.interface
             try:
                 pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
                 pipeline.reinstall_if_due()
@@ -122,6 +127,8 @@ def live_loop(
         now = time.time()
         if now >= next_tick:
             next_tick = now + TICK_SECONDS
+            if len(sources) > 1:
+                pipeline.pivots.interface = None
             pipeline.tick(now)
             received, kernel, interface = totals(sources)
             pipeline.counters.packets = received

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..outputs.files import write_file
 
@@ -39,6 +40,10 @@ class ReadOptions:
     events_format: str = "ecs"
     zeek_log: str | None = None
     zeek_format: str = "tsv"
+    alert_pcap: str | None = None
+    alert_pcap_max_files: int = 1000
+    alert_pcap_max_association_kb: int = 4096
+    alert_pcap_max_total_mb: int = 256
 
 
 def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
@@ -90,6 +95,15 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     )
     if "zeek" in sinks:
         pipeline.record_sinks.append(sinks["zeek"].write)
+    if opts.alert_pcap:
+        from ..outputs.alertpcap import AlertPcapLimits, AlertPcaps
+
+        limits = AlertPcapLimits(
+            max(1, opts.alert_pcap_max_files),
+            max(1, opts.alert_pcap_max_association_kb) << 10,
+            max(1, opts.alert_pcap_max_total_mb) << 20,
+        )
+        pipeline.alert_pcaps = AlertPcaps(opts.alert_pcap, limits)
     if opts.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
 
@@ -133,6 +147,11 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             sink.close()
     if failure is not None:
         return fail(failure)
+    if pipeline.alert_pcaps is not None:
+        try:
+            _write_alert_pcaps(pipeline, captures)
+        except (OSError, CaptureError) as exc:
+            return fail(f"--alert-pcap: {exc}")
     elapsed = time.monotonic() - started
     if opts.metrics:
         from ..outputs.metrics import exposition
@@ -151,11 +170,32 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             "inventory": opts.inventory,
             "inventory (CSV)": opts.inventory_csv,
             "Zeek dicom.log": opts.zeek_log,
+            "alert pcaps": opts.alert_pcap,
         }
         write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
     if opts.hold and opts.metrics_listen:
         _hold(opts.metrics_listen)
     return EXIT_OK
+
+
+def _write_alert_pcaps(pipeline: Any, captures: Sequence[Any]) -> None:
+    """A further pass over each file for the alerting associations; then write their pcaps."""
+    from ..capture.bpf import all_tcp_filter
+    from ..capture.decode import SUPPORTED_LINKTYPES, decoder_for
+    from ..capture.offline import OfflineCapture, ReadResult
+
+    pcaps = pipeline.alert_pcaps
+    if pcaps:
+        for capture in captures:
+            if capture.is_stdin:
+                note = "--alert-pcap: standard input is read once; its packets are not kept"
+                pipeline.notes.append(note)
+                continue
+            again = OfflineCapture(capture.path)
+            linktype = again.linktype
+            bpf = all_tcp_filter(linktype) if linktype in SUPPORTED_LINKTYPES else None
+            pcaps.feed(again.packets(bpf, ReadResult()), decoder_for(linktype), linktype)
+    pcaps.write()
 
 
 def _hold(listen: str) -> None:

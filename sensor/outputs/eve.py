@@ -53,9 +53,18 @@ def _common(event: dict[str, Any], event_type: str) -> dict[str, Any]:
             "dest_ip": dst_ip,
             "dest_port": dst_port,
             "proto": "TCP",
-            "app_proto": _app_proto(event),
         }
     )
+    network = event.get("network", {})
+    if network.get("community_id"):
+        out["community_id"] = network["community_id"]
+    out["app_proto"] = _app_proto(event)
+    observer = event.get("observer") or {}
+    if observer.get("name"):
+        out["host"] = observer["name"]  # Suricata's sensor-name
+    interface = observer.get("ingress", {}).get("interface", {}).get("name")
+    if interface:
+        out["in_iface"] = interface
     return out
 
 
@@ -94,6 +103,8 @@ def eve_alert(event: dict[str, Any]) -> dict[str, Any]:
             "action": event["event"]["action"],
             "first_seen": suricata_timestamp(event["event"]["start"]),
             "message": event.get("message"),
+            "remediation": ours.get("remediation"),
+            "reference": rule.get("reference"),
         }
     )
     # What the finding added (outcome, destinations, thresholds, ...), minus what is above;

@@ -24,6 +24,7 @@ from ..capture.decode import DropReason
 from ..flow.stream import StreamAnomaly
 from ..flow.table import EngineAnomaly
 from ..policy.catalogue import RULES
+from .alertpcap import Bound
 
 RESULTS = ("accepted", "rejected", "no-response")
 ENDS = ("released", "aborted", *(r.value for r in CloseReason))
@@ -274,6 +275,27 @@ class SensorCollector(Collector):
             ),
         ):
             yield _single(kind, name, doc, value)
+        pcaps = getattr(self.pipeline, "alert_pcaps", None)
+        if pcaps is not None:
+            yield _single(
+                CounterMetricFamily,
+                "dicom_sensor_alert_pcap_files",
+                "Alert pcaps written (--alert-pcap), one per alerting association.",
+                pcaps.stats.files,
+            )
+            yield _single(
+                CounterMetricFamily,
+                "dicom_sensor_alert_pcap_bytes",
+                "Bytes of alert pcaps written, after data sets and secrets were removed.",
+                pcaps.stats.bytes,
+            )
+            yield _counter(
+                "dicom_sensor_alert_pcap_limited",
+                "Packets (files for bound=files) left out of alert pcaps because a bound bit.",
+                ("bound",),
+                [(b,) for b in Bound.ALL],
+                pcaps.stats.limited,
+            )
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_captures_cut_off",

@@ -60,6 +60,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("anomalies", "set[string]"),
     ("gaps", "count"),
     ("vlan", "int"),
+    ("community_id", "string"),
 )
 TYPES = dict(FIELDS)
 
@@ -126,6 +127,7 @@ def zeek_row(record: dict[str, Any]) -> dict[str, Any]:
         "anomalies": list(dicom.get("anomalies", ())),
         "gaps": dicom.get("gaps", 0),
         "vlan": vlan["id"] if vlan else None,
+        "community_id": record["network"].get("community_id"),
     }
 
 

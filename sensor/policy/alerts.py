@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..timefmt import iso
-from .catalogue import RULES_BY_ID
+from .catalogue import REMEDIATIONS, RULES_BY_ID
 from .findings import Finding
 
 MAX_FOLDS = 65536
@@ -19,6 +19,7 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
     """The ECS alert for a finding (``count`` > 1 when repeats were folded into it)."""
     rule = finding.rule
     spec = RULES_BY_ID[rule.id]
+    remedy = REMEDIATIONS[rule.id]
     v = finding.view
     end = last_ts if last_ts is not None else finding.ts
     network: dict[str, Any] = {"transport": "tcp", "protocol": finding.protocol}
@@ -26,7 +27,12 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
         network["vlan"] = {"id": v.vlan}
     dicom: dict[str, Any] = {
         "association": {"start": iso(v.first_ts)},
-        "alert": {"count": count, "severity": rule.severity.value, "signature_id": spec.sid},
+        "alert": {
+            "count": count,
+            "severity": rule.severity.value,
+            "signature_id": spec.sid,
+            "remediation": remedy.text,
+        },
     }
     if finding.protocol == "dicom":
         dicom["calling_ae_title"] = v.calling_ae
@@ -49,6 +55,7 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
             "name": spec.name,
             "category": spec.category,
             "description": spec.description,
+            "reference": remedy.reference,
             "ruleset": "dicom-sensor",
         },
         "source": {"ip": v.requestor_ip, "port": v.requestor_port, "zone": v.requestor_zone.name},

@@ -101,5 +101,91 @@ RULES: tuple[RuleSpec, ...] = (
              Severity.MEDIUM, "Unencrypted DICOM on port 2762, reserved for DICOM over TLS."),
 )  # fmt: skip
 
+REMEDIATION_DOC = "docs/remediation.md"
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    """What a hospital network team does about a rule's alerts: one sentence and a section."""
+
+    text: str
+    section: str  # the anchor of a section of docs/remediation.md
+
+    @property
+    def reference(self) -> str:
+        """``rule.reference``: the section, as a path relative to the repository root."""
+        return f"{REMEDIATION_DOC}#{self.section}"
+
+
+PERIMETER = "block-inbound-dicom-at-the-perimeter"
+OUTBOUND = "allow-outbound-dicom-only-to-named-partners"
+SEGMENT = "segment-imaging-into-its-own-vlan"
+TELERADIOLOGY = "teleradiology-over-a-vpn-with-mfa-not-port-forwarding"
+INSPECT = "inspect-dicom-at-the-application-layer"
+INVENTORY = "inventory-every-dicom-node-and-retire-shadow-servers"
+ENCRYPT = "encrypt-dicom-and-keep-credentials-off-the-wire"
+SCANNING = "find-and-contain-scanning"
+HL7 = "keep-hl7-inside-the-clinical-zones"
+
+REMEDIATIONS: dict[str, Remediation] = {
+    "perimeter-inbound": Remediation(
+        "Block inbound DICOM at the perimeter firewall and give outside partners a VPN with "
+        "MFA instead of a forwarded port.", PERIMETER),
+    "perimeter-inbound-probe": Remediation(
+        "Block inbound DICOM ports at the perimeter so outside hosts cannot reach any DICOM "
+        "node, even to be rejected.", PERIMETER),
+    "perimeter-outbound": Remediation(
+        "Allow outbound DICOM only to named partner addresses through the firewall, and "
+        "block it for every other destination.", OUTBOUND),
+    "non-radiology-association": Remediation(
+        "Move the DICOM node into the imaging VLAN or retire it, and block DICOM between "
+        "zones outside radiology.", SEGMENT),
+    "radiology-boundary": Remediation(
+        "Open the imaging VLAN only to the named systems that need DICOM, or add this pair "
+        "to the rule's allow list if it is one.", SEGMENT),
+    "scanner-probe": Remediation(
+        "Find and stop the scanning host, and make sure DICOM nodes are reachable only from "
+        "the systems that use them.", SCANNING),
+    "ae-brute-force": Remediation(
+        "Block the source, and have DICOM nodes accept only configured calling and called "
+        "AE titles from known addresses.", INSPECT),
+    "association-sweep": Remediation(
+        "Find and stop the sweeping host, and segment imaging so one host cannot reach "
+        "every DICOM node.", SCANNING),
+    "cleartext-credentials": Remediation(
+        "Move this association to DICOM over TLS (port 2762) and change the credential that "
+        "crossed the network in clear.", ENCRYPT),
+    "move-unknown-destination": Remediation(
+        "Check who asked for the C-MOVE, and configure the PACS to send only to the AE "
+        "titles and addresses it knows.", INSPECT),
+    "query-retrieve-untrusted": Remediation(
+        "Serve query/retrieve only to internal zones, and give remote readers a VPN with MFA "
+        "instead of direct access.", TELERADIOLOGY),
+    "bulk-outbound": Remediation(
+        "Confirm the transfer with the imaging team, and allow outbound DICOM only to named "
+        "partners over a VPN or TLS.", OUTBOUND),
+    "new-node": Remediation(
+        "Identify the new node and add it to the DICOM inventory, or take it off the network "
+        "if nobody owns it.", INVENTORY),
+    "new-ae-title": Remediation(
+        "Confirm the new AE title with the node's owner and record it in the inventory, or "
+        "remove the unexpected configuration.", INVENTORY),
+    "new-port": Remediation(
+        "Confirm the new listening port with the node's owner, and close it if it is not in "
+        "the inventory.", INVENTORY),
+    "hl7-perimeter": Remediation(
+        "Block HL7 at the perimeter and carry external interfaces over a VPN or TLS to the "
+        "interface engine only.", HL7),
+    "hl7-non-clinical": Remediation(
+        "Move the HL7 endpoint into a clinical zone or route it through the interface "
+        "engine, and block HL7 elsewhere.", HL7),
+    "tls-on-dicom-port": Remediation(
+        "Confirm the service on this port is DICOM over TLS, and inventory it; anything else "
+        "on a DICOM port should be closed.", INVENTORY),
+    "dicom-on-tls-port": Remediation(
+        "Configure both nodes for DICOM over TLS on port 2762, or move plain DICOM off the "
+        "port reserved for TLS.", ENCRYPT),
+}  # fmt: skip
+
 RULES_BY_ID = {rule.id: rule for rule in RULES}
 DICOM_RULES = tuple(rule for rule in RULES if rule.protocol == "dicom")

@@ -62,8 +62,11 @@ class Config:
     syslog: SyslogConfig | None = None
     source: str = "embedded default"
     notes: tuple[str, ...] = field(default=())
+    observer_name: str | None = None  # None: the host name
+    community_id_seed: int = 0
 
 
+MAX_SEED = 0xFFFF  # Community ID seeds are 16-bit
 _FACILITIES = {f"local{i}": 16 + i for i in range(8)} | {"user": 1, "daemon": 3, "auth": 4}
 
 
@@ -235,7 +238,11 @@ def load_config(path: str | Path) -> Config:
     if root is None:
         raise ConfigError(f"{name}: empty config")
     top = r.mapping(root, "config")
-    r.unknown(top, {"zones", "default_zone", "rules", "alerts", "baseline"}, "config")
+    r.unknown(
+        top,
+        {"zones", "default_zone", "rules", "alerts", "baseline", "observer", "community_id"},
+        "config",
+    )
     zones: list[Zone] = []
     if "zones" in top:
         for zone_name, (_, node) in r.mapping(top["zones"][1], "zones").items():
@@ -283,8 +290,34 @@ def load_config(path: str | Path) -> Config:
         r.unknown(fields, {"state_file"}, "baseline")
         if "state_file" in fields:
             state_file = r.scalar(fields["state_file"][1], "baseline.state_file")
+    observer_name = None
+    if "observer" in top:
+        fields = r.mapping(top["observer"][1], "observer")
+        r.unknown(fields, {"name"}, "observer")
+        if "name" in fields:
+            observer_name = r.scalar(fields["name"][1], "observer.name").strip() or None
+    seed = 0
+    if "community_id" in top:
+        fields = r.mapping(top["community_id"][1], "community_id")
+        r.unknown(fields, {"seed"}, "community_id")
+        if "seed" in fields:
+            node = fields["seed"][1]
+            value = r.number(node, "community_id.seed")
+            if value != int(value) or value > MAX_SEED:
+                raise r.fail(node, "community_id.seed", f"must be an integer 0-{MAX_SEED}")
+            seed = int(value)
     zone_map = ZoneMap(tuple(zones), default)
-    return Config(zone_map, rules, fold_window, state_file, syslog, name, _notes(zone_map))
+    return Config(
+        zone_map,
+        rules,
+        fold_window,
+        state_file,
+        syslog,
+        name,
+        _notes(zone_map),
+        observer_name,
+        seed,
+    )
 
 
 def _syslog(r: _Reader, node: Node) -> SyslogConfig:

@@ -269,3 +269,31 @@ def test_error_comment_never_leaves(tmp_path: Path, cut: bool) -> None:
             for form, needle in forms(core):
                 haystack = text.lower() if form == "text" else text
                 assert needle not in haystack, f"{core} ({form}) in {where}"
+
+
+def _alert_pcaps(directory: Path) -> dict[str, str]:
+    """Every alert pcap's bytes as text (latin-1 keeps each byte), for the same search."""
+    return {f"alert-pcap/{p.name}": p.read_bytes().decode("latin-1")
+            for p in sorted(directory.glob("*.pcap"))}  # fmt: skip
+
+
+def test_no_canary_in_the_alert_pcaps(tmp_path: Path) -> None:
+    pcaps = tmp_path / "alert-pcaps"
+    run = run_sensor([CAPTURE, *OTHER_CANARY_CAPTURES], tmp_path / "out",
+                     extra=["--alert-pcap", str(pcaps)])  # fmt: skip
+    assert run.rc == 0, run.stderr
+    written = _alert_pcaps(pcaps)
+    # The canary capture's five associations all alert (credentials in clear), and so on.
+    assert len(written) >= 7
+    raw = "".join(written.values())
+    assert "CANARYSCU" in raw  # the A-ASSOCIATE-RQ is kept: AE titles, not secrets
+    assert hits(run, written) == []
+
+
+@pytest.mark.parametrize("how", ["pdu-type", "pdv-length", "identity-type", "identity-kind"])
+def test_no_canary_in_the_alert_pcaps_of_mangled_pdus(tmp_path: Path, how: str) -> None:
+    pcaps = tmp_path / "alert-pcaps"
+    run = run_sensor([_mangled(tmp_path, how)], tmp_path / "out",
+                     extra=["--alert-pcap", str(pcaps)])  # fmt: skip
+    assert run.rc == 0, run.stderr
+    assert hits(run, _alert_pcaps(pcaps)) == []

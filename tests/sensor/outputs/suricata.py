@@ -36,6 +36,7 @@ COMMON: dict[str, type | tuple[type, ...]] = {
     "app_proto": str,
     "tx_id": int,
     "community_id": str,
+    "host": str,  # the sensor-name of suricata.yaml, when set
 }
 REQUIRED = ("timestamp", "event_type")
 EVENT_TYPES = ("alert", "anomaly")

@@ -1,0 +1,194 @@
+"""--alert-pcap: one redacted pcap per alerting association, read back as the same one."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensor.cli import main
+from sensor.outputs.alertpcap import DicomStream, Hl7Stream
+
+ROOT = Path(__file__).resolve().parents[3]
+PERIMETER = ROOT / "pcaps/zones/perimeter/capture.pcap"
+CREDENTIALS = ROOT / "pcaps/zones/credentials-move-query/capture.pcap"
+CANARY = ROOT / "pcaps/phi-canary/capture.pcap"
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _read(captures: list[Path], tmp_path: Path, *extra: str) -> dict[str, Any]:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    args = ["read", *map(str, captures), "--associations", str(out / "a.jsonl"),
+            "--events", str(out / "e.jsonl"), "--metrics", str(out / "m.prom"), "-q"]  # fmt: skip
+    assert main([*args, *extra]) == 0
+    return {
+        "records": _jsonl(out / "a.jsonl"),
+        "events": _jsonl(out / "e.jsonl"),
+        "metrics": (out / "m.prom").read_text(),
+    }
+
+
+def _same(record: dict[str, Any]) -> dict[str, Any]:
+    dicom = record["dicom"]
+    return {
+        "source": record["source"],
+        "destination": record["destination"],
+        "community_id": record["network"]["community_id"],
+        "calling": dicom["calling_ae_title"],
+        "called": dicom["called_ae_title"],
+        "result": dicom["association"]["result"],
+        "end": dicom["association"]["end"],
+        "dimse": dicom["dimse"],
+        "contexts": dicom.get("presentation_contexts"),
+        "user_identity": dicom.get("user_identity"),
+        "detected_by": dicom["detected_by"],
+    }
+
+
+@pytest.mark.parametrize("capture", [PERIMETER, CREDENTIALS, CANARY], ids=lambda p: p.parent.name)
+def test_each_alerting_association_reads_back_as_itself(capture: Path, tmp_path: Path) -> None:
+    pcaps = tmp_path / "pcaps"
+    first = _read([capture], tmp_path, "--alert-pcap", str(pcaps))
+    alerts = [e for e in first["events"] if e["event"]["kind"] == "alert"]
+    alerted = {e["network"]["community_id"] for e in alerts if e["network"]["protocol"] == "dicom"}
+    index = _jsonl(pcaps / "index.jsonl")
+    # Every alerting association has its pcap (folded repeats too, so the index may hold more).
+    assert alerted and alerted <= {entry["community_id"] for entry in index}
+    by_cid = {r["network"]["community_id"]: r for r in first["records"]}
+    for entry in index:
+        pcap = pcaps / entry["file"]
+        assert pcap.exists()
+        again_dir = tmp_path / entry["file"]
+        again_dir.mkdir()
+        again = _read([pcap], again_dir)["records"]
+        assert len(again) == 1
+        assert _same(again[0]) == _same(by_cid[entry["community_id"]])
+        assert entry["rules"]
+    assert f"dicom_sensor_alert_pcap_files_total {float(len(index))}" in first["metrics"]
+
+
+def test_pcap_keeps_the_links_type_and_time_name(tmp_path: Path) -> None:
+    pcaps = tmp_path / "pcaps"
+    _read([PERIMETER], tmp_path, "--alert-pcap", str(pcaps))
+    for entry in _jsonl(pcaps / "index.jsonl"):
+        data = (pcaps / entry["file"]).read_bytes()
+        assert struct.unpack_from("<I", data, 20)[0] == 1  # Ethernet, as the capture
+        cid = entry["community_id"][2:].replace("+", "-").replace("/", "_").rstrip("=")
+        assert entry["file"].endswith(f"-{cid}.pcap")
+        assert entry["file"][:8] == entry["start"][:10].replace("-", "")
+
+
+def test_bounds_bite_and_are_counted(tmp_path: Path) -> None:
+    pcaps = tmp_path / "pcaps"
+    got = _read([CANARY], tmp_path, "--alert-pcap", str(pcaps), "--alert-pcap-max-files", "2",
+                "--alert-pcap-max-association-kb", "1")  # fmt: skip
+    index = _jsonl(pcaps / "index.jsonl")
+    assert len(index) == 2
+    assert all(entry["truncated"] for entry in index)
+    for entry in index:
+        assert (pcaps / entry["file"]).stat().st_size < 1024 + 2000  # one packet over, at most
+    metrics = got["metrics"]
+    assert 'dicom_sensor_alert_pcap_limited_total{bound="files"} 3.0' in metrics
+    assert 'dicom_sensor_alert_pcap_limited_total{bound="association-bytes"}' in metrics
+    assert 'dicom_sensor_alert_pcap_limited_total{bound="association-bytes"} 0.0' not in metrics
+
+
+def test_total_bytes_bound(tmp_path: Path) -> None:
+    pcaps = tmp_path / "pcaps"
+    got = _read([CANARY], tmp_path, "--alert-pcap", str(pcaps),
+                "--alert-pcap-max-total-mb", "1")  # fmt: skip
+    assert 'dicom_sensor_alert_pcap_limited_total{bound="total-bytes"} 0.0' in got["metrics"]
+    total = sum(p.stat().st_size for p in pcaps.glob("*.pcap"))
+    assert total <= (1 << 20) + 24 * 10
+
+
+def test_standard_input_is_noted_not_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pcaps = tmp_path / "pcaps"
+    run = subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "read", "-", "--alert-pcap", str(pcaps)],
+        input=CANARY.read_bytes(), capture_output=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert b"standard input is read once" in run.stderr
+    assert not list(pcaps.glob("*.pcap"))
+
+
+# -- the redactors, byte by byte ------------------------------------------------------
+
+
+def _associate_rq(identity_type: int, primary: bytes, secondary: bytes) -> bytes:
+    """A-ASSOCIATE-RQ: header, fixed fields, one user information item with identity 0x58."""
+    ident = bytes([identity_type, 0]) + struct.pack("!H", len(primary)) + primary
+    ident += struct.pack("!H", len(secondary)) + secondary
+    sub = b"\x58\x00" + struct.pack("!H", len(ident)) + ident
+    sub += b"\x51\x00\x00\x04" + struct.pack("!I", 16384)
+    user = b"\x50\x00" + struct.pack("!H", len(sub)) + sub
+    body = b"\x00\x01\x00\x00" + b"CALLED".ljust(16) + b"CALLING".ljust(16) + bytes(32) + user
+    return b"\x01\x00" + struct.pack("!I", len(body)) + body
+
+
+def _kept(stream: DicomStream | Hl7Stream, data: bytes) -> bytes:
+    """The stream as it would be written: cut bytes as '.', zeroed bytes as zeros."""
+    out = bytearray(b"." * len(data))
+    for a, b in stream.spans.kept_in(0, len(data)):
+        out[a:b] = data[a:b]
+    for a, b in stream.spans.zero:
+        out[a:b] = bytes(b - a)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("split", [1, 7, 50, 1000])
+def test_passcode_is_zeroed_username_kept(split: int) -> None:
+    pdu = _associate_rq(2, b"alice", b"SECRET-PASS")
+    stream = DicomStream()
+    for i in range(0, len(pdu), split):
+        stream.feed(pdu[i : i + split])
+    kept = _kept(stream, pdu)
+    assert b"alice" in kept and b"SECRET" not in kept
+    at = pdu.index(b"SECRET-PASS")
+    assert kept == pdu[:at] + bytes(11) + pdu[at + 11 :]  # same length, only the secret
+
+
+@pytest.mark.parametrize("kind", [3, 4, 5, 9])
+def test_tokens_are_zeroed(kind: int) -> None:
+    pdu = _associate_rq(kind, b"TOKEN-BYTES-123", b"")
+    stream = DicomStream()
+    stream.feed(pdu)
+    assert b"TOKEN" not in _kept(stream, pdu)
+
+
+def test_data_set_is_cut_command_kept() -> None:
+    command = b"\x00\x00\x00\x01" + b"CMD-SET-BYTES"
+    data_set = b"PATIENT^NAME^DATA"
+    pdvs = struct.pack("!IBB", len(command) + 2, 1, 0x03) + command
+    pdvs += struct.pack("!IBB", len(data_set) + 2, 1, 0x02) + data_set
+    pdu = b"\x04\x00" + struct.pack("!I", len(pdvs)) + pdvs
+    release = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+    stream = DicomStream()
+    stream.feed(pdu + release)
+    kept = _kept(stream, pdu + release)
+    assert b"CMD-SET-BYTES" in kept and b"PATIENT" not in kept
+    assert kept.endswith(release)  # framing after the data set survives
+    at = pdu.index(data_set)
+    assert kept == pdu[:at] + b"." * len(data_set) + pdu[at + len(data_set) :] + release
+
+
+def test_hl7_keeps_msh_only() -> None:
+    message = b"\x0bMSH|^~\\&|LAB|HOSP|||20260101||ORU^R01|42|P|2.5\rPID|1||SECRET-PID\r\x1c\r"
+    stream = Hl7Stream()
+    stream.feed(message[:30])
+    stream.feed(message[30:])
+    kept = _kept(stream, message * 1)
+    assert kept.startswith(b"\x0bMSH|") and b"ORU^R01" in kept
+    assert b"SECRET" not in kept and b"PID" not in kept
+    assert kept.endswith(b"\x1c\r")
