@@ -103,8 +103,8 @@ def test_the_sensor_uses_it_on_any_port(installed: Path, tmp_path: Path) -> None
     [record] = [json.loads(line) for line in records.read_text().splitlines()]
     assert record["event"]["dataset"] == "toy.connection"
     assert record["network"]["protocol"] == "toy"
-    assert record["source"] == {"ip": "10.0.0.5", "port": 40001}
-    assert record["destination"] == {"ip": "10.0.0.9", "port": 7777}
+    assert record["source"] == {"ip": "10.0.0.5", "port": 40001, "zone": "internal"}
+    assert record["destination"] == {"ip": "10.0.0.9", "port": 7777, "zone": "internal"}
     assert record["toy"] == {"lines": {"client": 3, "server": 1}}
     assert record["connection"]["end"] == "connection-closed"
 
