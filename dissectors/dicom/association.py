@@ -415,6 +415,8 @@ class DicomSession:
         events: list[Event] = []
         for direction in (Direction.ORIGIN, Direction.PEER):
             d = self._dirs[direction]
+            if reason.by_sensor:
+                break  # the capture ended, not the connection: nothing was truncated
             if d.mode is _Mode.PDATA or d.mode is _Mode.SKIP or d.cmd:
                 self._anomaly(
                     direction, ts, events, Reason.TRUNCATED, "connection ended inside a PDU"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +40,10 @@ class ReadOptions:
     events_format: str = "ecs"
     zeek_log: str | None = None
     zeek_format: str = "tsv"
+    state_dir: str | None = None
+    update_baseline: bool = False  # save the learned baseline (read leaves it alone)
+    syslog: bool = False  # send alerts to the config's collector (read does not)
+    bpf: str | None = None
 
 
 def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
@@ -53,13 +58,20 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     from ..policy.config import ConfigError, default_config, load_config
 
     try:
-        config = load_config(opts.config) if opts.config else default_config()
+        config = load_config(opts.config, opts.state_dir) if opts.config else default_config()
     except ConfigError as exc:
         return fail(str(exc))
+    if opts.syslog and config.syslog is None:
+        return fail("--syslog: the config names no alerts.syslog collector")
+    if opts.update_baseline and config.state_file is None:
+        return fail("--update-baseline: the config names no baseline.state_file")
+    if not opts.syslog:
+        # Months-old events must not reach a SIEM stamped with today's date unless asked.
+        config = dataclasses.replace(config, syslog=None)
     if list(paths).count("-") > 1:
         return fail("standard input ('-') can be given only once")
     try:
-        captures = [OfflineCapture(path) for path in paths]
+        captures = [OfflineCapture(path, opts.bpf) for path in paths]
     except CaptureError as exc:
         return fail(str(exc))
     sinks: dict[str, JsonLines] = {}
@@ -88,6 +100,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         events=sinks.get("events"),
         policy_config=config,
     )
+    pipeline.keep_baseline = opts.update_baseline
     if "zeek" in sinks:
         pipeline.record_sinks.append(sinks["zeek"].write)
     if opts.metrics_listen:
@@ -143,6 +156,8 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         write_file(opts.inventory, pipeline.policy.inventory.write_json)
     if opts.inventory_csv:
         write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+    if pipeline.counters.packets == 0:
+        print("dicom-sensor: the captures held no packets", file=sys.stderr)
     if opts.summary:
         outputs = {
             "associations": opts.associations,
@@ -154,11 +169,11 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         }
         write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
     if opts.hold and opts.metrics_listen:
-        _hold(opts.metrics_listen)
+        _hold(opts.metrics_listen, "https" if opts.tls_cert else "http")
     return EXIT_OK
 
 
-def _hold(listen: str) -> None:
+def _hold(listen: str, scheme: str) -> None:
     """Keep serving /metrics after the read until SIGTERM or SIGINT."""
     import signal
     import threading
@@ -167,7 +182,8 @@ def _hold(listen: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     print(
-        f"dicom-sensor: serving metrics on http://{listen}/metrics until stopped", file=sys.stderr
+        f"dicom-sensor: serving metrics on {scheme}://{listen}/metrics until stopped",
+        file=sys.stderr,
     )
     stop.wait()
 

@@ -37,7 +37,9 @@ from .live import (
     Signals,
     live_loop,
     log,
+    metrics_url,
     open_sinks,
+    report_to_log,
     totals,
     write_state,
 )
@@ -179,6 +181,7 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         events=QueueSink(queue, "event"),
         policy_config=config,
     )
+    pipeline.report = report_to_log
     drops = {"kernel": 0, "interface": 0}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}
@@ -247,6 +250,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         fanout_group=group,
         uid=os.getuid(),
         config=config.source,
+        metrics=args.metrics_listen,
+        metrics_url=metrics_url(args),
     )
     snapshots: dict[int, dict[str, Any]] = {}
     done: set[int] = set()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 from typing import Any, Protocol, TextIO
+
+from .files import open_output
 
 
 class Sink(Protocol):
@@ -39,13 +42,17 @@ class JsonLines:
         self.rotations = 0
         self._owned = path != "-"
         self._fh: TextIO = sys.stdout
+        if not self._owned:
+            # A record must reach a pipe when it is written, not when the sensor exits.
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         self._size = 0
         self._opened = time.monotonic()
         if self._owned:
             self._open(append)
 
     def _open(self, append: bool) -> None:
-        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._fh = open_output(self.path, append)
         self._size = self._fh.tell()
         self._opened = time.monotonic()
 

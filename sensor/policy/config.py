@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,19 +133,38 @@ class _Reader:
                 )
 
 
-def _zone(r: _Reader, name: str, node: Node) -> Zone:
+def _zone(r: _Reader, name: str, node: Node, seen: dict[IPNetwork, str]) -> Zone:
+    """One zone; ``seen`` maps every CIDR of the zones before it to its zone's name."""
     where = f"zones.{name}"
     fields = r.mapping(node, where)
     r.unknown(fields, {"cidrs", "radiology", "clinical", "trust", "description"}, where)
     if "cidrs" not in fields:
         raise r.fail(node, where, "missing field 'cidrs'")
     networks: list[IPNetwork] = []
-    for item in r.sequence(fields["cidrs"][1], f"{where}.cidrs"):
-        text = r.scalar(item, f"{where}.cidrs")
+    items = r.sequence(fields["cidrs"][1], f"{where}.cidrs")
+    if not items:
+        raise r.fail(fields["cidrs"][1], f"{where}.cidrs", "empty: a zone needs at least one CIDR")
+    for item in items:
+        text = r.scalar(item, f"{where}.cidrs").strip()
         try:
-            networks.append(ipaddress.ip_network(text, strict=False))
+            network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise r.fail(item, f"{where}.cidrs", f"{text!r} is not an IPv4 or IPv6 CIDR") from None
+        if network.network_address != ipaddress.ip_address(text.split("/")[0]):
+            raise r.fail(
+                item, f"{where}.cidrs", f"{text!r} has host bits set (did you mean {network}?)"
+            )
+        if network in seen:
+            other = seen[network]
+            raise r.fail(
+                item,
+                f"{where}.cidrs",
+                f"{network} is already in zone {other!r}"
+                if other != name
+                else f"{network} given twice",
+            )
+        seen[network] = name
+        networks.append(network)
     radiology = (
         r.boolean(fields["radiology"][1], f"{where}.radiology") if "radiology" in fields else False
     )
@@ -215,15 +235,27 @@ def _notes(zones: ZoneMap) -> tuple[str, ...]:
             "rules are off",)  # fmt: skip
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file."""
+def load_config(path: str | Path, state_dir: str | None = None) -> Config:
+    """Read and validate a config file.
+
+    A relative ``baseline.state_file`` lies in ``state_dir`` (``--state-dir``; the systemd
+    unit passes its per-instance StateDirectory), or in the current directory without one.
+    """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{name}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise ConfigError(f"{name}: not a text (UTF-8) YAML file; is it a capture or a program?")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -237,9 +269,10 @@ def load_config(path: str | Path) -> Config:
     top = r.mapping(root, "config")
     r.unknown(top, {"zones", "default_zone", "rules", "alerts", "baseline"}, "config")
     zones: list[Zone] = []
+    seen: dict[IPNetwork, str] = {}
     if "zones" in top:
         for zone_name, (_, node) in r.mapping(top["zones"][1], "zones").items():
-            zones.append(_zone(r, zone_name, node))
+            zones.append(_zone(r, zone_name, node, seen))
     default = DEFAULT_EXTERNAL
     if "default_zone" in top:
         node = top["default_zone"][1]
@@ -258,6 +291,13 @@ def load_config(path: str | Path) -> Config:
             if "radiology" in fields
             else False
         )
+        if dz_name in {z.name for z in zones}:
+            raise r.fail(
+                fields["name"][1],
+                "default_zone.name",
+                f"{dz_name!r} is a declared zone; the default zone holds every address in no "
+                "zone and needs a name of its own",
+            )
         default = Zone(dz_name, trust, radiology, ())
     zone_names = {z.name for z in zones} | {default.name}
     rules = default_rules()
@@ -282,7 +322,11 @@ def load_config(path: str | Path) -> Config:
         fields = r.mapping(top["baseline"][1], "baseline")
         r.unknown(fields, {"state_file"}, "baseline")
         if "state_file" in fields:
-            state_file = r.scalar(fields["state_file"][1], "baseline.state_file")
+            state_file = r.scalar(fields["state_file"][1], "baseline.state_file").strip()
+            if not state_file:
+                raise r.fail(fields["state_file"][1], "baseline.state_file", "empty path")
+            if state_dir is not None and not os.path.isabs(state_file):
+                state_file = os.path.join(state_dir, state_file)
     zone_map = ZoneMap(tuple(zones), default)
     return Config(zone_map, rules, fold_window, state_file, syslog, name, _notes(zone_map))
 
@@ -307,18 +351,40 @@ def _syslog(r: _Reader, node: Node) -> SyslogConfig:
     return SyslogConfig(host, port, protocol, facility)
 
 
+def _flags(zone: Zone) -> str:
+    """Trust, radiology and clinical columns of the zone table (radiology counts as clinical)."""
+    radiology = "yes" if zone.radiology else "no"
+    clinical = "yes" if zone.clinical else "no"
+    return f"{zone.trust.value:<8}  {radiology:<9}  {clinical:<8}"
+
+
 def describe(config: Config) -> list[str]:
     """The zone table and rule switches, as check-config prints them."""
     lines = [f"config: {config.source}", "zones (longest prefix wins):"]
     width = max([len(z.name) for z in config.zones.zones] + [len(config.zones.default.name), 4])
-    lines.append(f"  {'zone':<{width}}  trust     radiology  networks")
+    lines.append(f"  {'zone':<{width}}  trust     radiology  clinical  networks")
     for zone in config.zones.zones:
         nets = ", ".join(str(n) for n in zone.networks)
-        role = "yes" if zone.radiology else "no"
-        lines.append(f"  {zone.name:<{width}}  {zone.trust.value:<8}  {role:<9}  {nets}")
+        lines.append(f"  {zone.name:<{width}}  {_flags(zone)}  {nets}")
     d = config.zones.default
-    role = "yes" if d.radiology else "no"
-    lines.append(f"  {d.name:<{width}}  {d.trust.value:<8}  {role:<9}  (every other address)")
+    lines.append(f"  {d.name:<{width}}  {_flags(d)}  (every other address)")
+    lines.append(f"alerts: fold_window={config.fold_window:g} s")
+    syslog = config.syslog
+    if syslog is not None:
+        facility = next(k for k, v in _FACILITIES.items() if v == syslog.facility)
+        lines.append(
+            f"syslog: {syslog.protocol}://{syslog.host}:{syslog.port} facility {facility} "
+            "(capture; read only with --syslog)"
+        )
+    else:
+        lines.append("syslog: off")
+    if config.state_file is not None:
+        lines.append(
+            f"baseline: state_file: {config.state_file} (read updates it only with "
+            "--update-baseline)"
+        )
+    else:
+        lines.append("baseline: in memory only (no state_file)")
     lines.append("rules:")
     radiology_rules = ("non-radiology-association", "radiology-boundary")
     for rule in config.rules.values():
