@@ -65,6 +65,18 @@ class Config:
     notes: tuple[str, ...] = field(default=())
 
 
+# Every key a config may hold, by where it goes (docs and deploy/zones.example.yaml name
+# each one: tests/test_docs.py checks).
+TOP_FIELDS = ("zones", "default_zone", "rules", "alerts", "baseline")
+ZONE_FIELDS = ("cidrs", "radiology", "clinical", "trust", "description")
+DEFAULT_ZONE_FIELDS = ("name", "trust", "radiology")
+RULE_FIELDS = ("enabled", "severity", "allow")  # and each rule's own parameters
+ALLOW_FIELDS = ("source_zone", "destination_zone", "calling_ae", "called_ae", "sop_class",
+                "move_destination")  # fmt: skip
+ALERTS_FIELDS = ("fold_window", "syslog")
+SYSLOG_FIELDS = ("host", "port", "protocol", "facility")
+BASELINE_FIELDS = ("state_file",)
+
 _FACILITIES = {f"local{i}": 16 + i for i in range(8)} | {"user": 1, "daemon": 3, "auth": 4}
 
 
@@ -137,7 +149,7 @@ def _zone(r: _Reader, name: str, node: Node, seen: dict[IPNetwork, str]) -> Zone
     """One zone; ``seen`` maps every CIDR of the zones before it to its zone's name."""
     where = f"zones.{name}"
     fields = r.mapping(node, where)
-    r.unknown(fields, {"cidrs", "radiology", "clinical", "trust", "description"}, where)
+    r.unknown(fields, set(ZONE_FIELDS), where)
     if "cidrs" not in fields:
         raise r.fail(node, where, "missing field 'cidrs'")
     networks: list[IPNetwork] = []
@@ -179,9 +191,7 @@ def _zone(r: _Reader, name: str, node: Node, seen: dict[IPNetwork, str]) -> Zone
 
 def _allow(r: _Reader, node: Node, where: str, zone_names: set[str]) -> AllowEntry:
     fields = r.mapping(node, where)
-    known = {"source_zone", "destination_zone", "calling_ae", "called_ae", "sop_class",
-             "move_destination"}  # fmt: skip
-    r.unknown(fields, known, where)
+    r.unknown(fields, set(ALLOW_FIELDS), where)
     if not fields:
         raise r.fail(
             node, where, "an empty allow entry would allow everything; name at least one field"
@@ -199,7 +209,7 @@ def _rule(r: _Reader, rule_id: str, node: Node, zone_names: set[str]) -> RuleCon
     where = f"rules.{rule_id}"
     spec = RULES_BY_ID[rule_id]
     fields = r.mapping(node, where)
-    r.unknown(fields, {"enabled", "severity", "allow", *spec.params}, where)
+    r.unknown(fields, {*RULE_FIELDS, *spec.params}, where)
     enabled = r.boolean(fields["enabled"][1], f"{where}.enabled") if "enabled" in fields else True
     severity = spec.severity
     if "severity" in fields:
@@ -267,7 +277,7 @@ def load_config(path: str | Path, state_dir: str | None = None) -> Config:
     if root is None:
         raise ConfigError(f"{name}: empty config")
     top = r.mapping(root, "config")
-    r.unknown(top, {"zones", "default_zone", "rules", "alerts", "baseline"}, "config")
+    r.unknown(top, set(TOP_FIELDS), "config")
     zones: list[Zone] = []
     seen: dict[IPNetwork, str] = {}
     if "zones" in top:
@@ -277,7 +287,7 @@ def load_config(path: str | Path, state_dir: str | None = None) -> Config:
     if "default_zone" in top:
         node = top["default_zone"][1]
         fields = r.mapping(node, "default_zone")
-        r.unknown(fields, {"name", "trust", "radiology"}, "default_zone")
+        r.unknown(fields, set(DEFAULT_ZONE_FIELDS), "default_zone")
         dz_name = (
             r.scalar(fields["name"][1], "default_zone.name") if "name" in fields else "unzoned"
         )
@@ -312,7 +322,7 @@ def load_config(path: str | Path, state_dir: str | None = None) -> Config:
     syslog = None
     if "alerts" in top:
         fields = r.mapping(top["alerts"][1], "alerts")
-        r.unknown(fields, {"fold_window", "syslog"}, "alerts")
+        r.unknown(fields, set(ALERTS_FIELDS), "alerts")
         if "fold_window" in fields:
             fold_window = r.number(fields["fold_window"][1], "alerts.fold_window")
         if "syslog" in fields:
@@ -320,7 +330,7 @@ def load_config(path: str | Path, state_dir: str | None = None) -> Config:
     state_file = None
     if "baseline" in top:
         fields = r.mapping(top["baseline"][1], "baseline")
-        r.unknown(fields, {"state_file"}, "baseline")
+        r.unknown(fields, set(BASELINE_FIELDS), "baseline")
         if "state_file" in fields:
             state_file = r.scalar(fields["state_file"][1], "baseline.state_file").strip()
             if not state_file:
@@ -333,7 +343,7 @@ def load_config(path: str | Path, state_dir: str | None = None) -> Config:
 
 def _syslog(r: _Reader, node: Node) -> SyslogConfig:
     fields = r.mapping(node, "alerts.syslog")
-    r.unknown(fields, {"host", "port", "protocol", "facility"}, "alerts.syslog")
+    r.unknown(fields, set(SYSLOG_FIELDS), "alerts.syslog")
     if "host" not in fields:
         raise r.fail(node, "alerts.syslog", "missing field 'host'")
     host = r.scalar(fields["host"][1], "alerts.syslog.host")
