@@ -31,7 +31,7 @@ from .flow.endpoints import endpoints
 from .flow.engine import FlowEngine
 from .flow.table import EngineConfig, FlowInfo
 from .outputs.events import anomaly_event
-from .outputs.jsonl import Sink
+from .outputs.jsonl import JsonLines, Sink
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
 from .policy.config import Config, default_config
@@ -85,6 +85,9 @@ class Pipeline:
         self.report: Callable[[str], None] = _say
         self.keep_baseline = True  # `read` keeps it only with --update-baseline
         self.counters = SensorCounters()
+        for sink in (associations, events):
+            if isinstance(sink, JsonLines):
+                sink.watch(self.counters.output_failures, lambda message: self.report(message))
         if events is not None:
             self.alert_sinks.append(events.write)
         self.syslog = None

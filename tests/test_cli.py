@@ -185,6 +185,31 @@ def test_associations_on_a_pipe_are_line_buffered() -> None:
     proc.wait(timeout=10)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_never_crashes_the_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every write to /dev/full fails with ENOSPC: said once, counted, the rest written."""
+    metrics, events = tmp_path / "metrics.prom", tmp_path / "events.jsonl"
+    argv = [
+        "read",
+        str(ROOT / "pcaps" / "dcmtk-find-move-get" / "capture.pcap"),
+        "-q",
+        "--associations",
+        "/dev/full",
+        "--events",
+        str(events),
+        "--metrics",
+        str(metrics),
+    ]
+    assert main(argv) == 0  # fmt: skip
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == ["dicom-sensor: /dev/full: No space left on device; lines are lost, counted"]
+    failed = re.search(r'dicom_sensor_output_failures_total\{output="files"\} (\S+)',
+                       metrics.read_text())  # fmt: skip
+    assert failed and float(failed[1]) >= 1
+
+
 # -- the baseline: never a crash, never updated by read unless asked ----------------------
 
 
@@ -256,3 +281,17 @@ def test_a_binary_config_is_one_clear_line(
     assert (
         line == f"dicom-sensor: {ECHO}: not a text (UTF-8) YAML file; is it a capture or a program?"
     )
+
+
+def test_capture_with_no_output_at_all_is_warned() -> None:
+    import argparse
+
+    from sensor.commands.live import no_output_warning
+    from sensor.policy.config import default_config
+
+    args = argparse.Namespace(associations=None, events=None, inventory=None,
+                              inventory_csv=None, metrics=None, metrics_listen=None)  # fmt: skip
+    said = no_output_warning(args, default_config())
+    assert said is not None and said.startswith("no output")
+    args.metrics_listen = "127.0.0.1:9464"
+    assert no_output_warning(args, default_config()) is None

@@ -15,6 +15,7 @@ from .live import (
     live_loop,
     log,
     metrics_url,
+    no_output_warning,
     open_sinks,
     report_to_log,
     set_quiet,
@@ -93,6 +94,9 @@ def run_capture(args: argparse.Namespace) -> int:
     )
     if pipeline.policy.baseline.load_error:
         log("baseline.reset", level="warning", reason=pipeline.policy.baseline.load_error)
+    nothing = no_output_warning(args, config)
+    if nothing is not None:
+        log("capture.no-output", level="warning", reason=nothing)
     live_loop(pipeline, sources, signals, drops, args, sinks)
     pipeline.finish()
     for sink in sinks.values():

@@ -75,6 +75,17 @@ def open_sinks(args: argparse.Namespace) -> dict[str, Any]:
     return sinks
 
 
+def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
+    """Why a capture with no output at all is worth a warning (None when it has one)."""
+    names = ("associations", "events", "inventory", "inventory_csv", "metrics", "metrics_listen")
+    if any(getattr(args, n, None) for n in names) or config.syslog is not None:
+        return None
+    return (
+        "no output: give --associations, --events, --inventory, --metrics or "
+        "--metrics-listen (or alerts.syslog in the config); only this log is written"
+    )
+
+
 def metrics_url(args: argparse.Namespace) -> str | None:
     """Where /metrics is served, with the scheme TLS gives it."""
     if not args.metrics_listen:
@@ -112,7 +123,11 @@ def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) 
         try:
             write_file(path, write)
         except OSError as exc:
-            pipeline.counters.output_failures["files"] += 1
+            # The workers' parent keeps its own count: its counters are rebuilt from snapshots.
+            failures = getattr(pipeline, "file_failures", None)
+            if failures is None:
+                failures = pipeline.counters.output_failures
+            failures["files"] += 1
             if path not in _FILES_FAILING:
                 _FILES_FAILING.add(path)
                 report_to_log(f"{path}: {exc.strerror or exc}")

@@ -89,7 +89,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             sinks["zeek"] = ZeekLog(opts.zeek_log, opts.zeek_format)
         for path in (opts.metrics, opts.inventory, opts.inventory_csv):
             if path and path != "-":
-                Path(path).touch()
+                _check_writable(path)  # written at the end: fail now, and leave nothing
     except OSError as exc:
         for sink in sinks.values():
             sink.close()
@@ -103,6 +103,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     pipeline.keep_baseline = opts.update_baseline
     if "zeek" in sinks:
         pipeline.record_sinks.append(sinks["zeek"].write)
+        sinks["zeek"].watch(pipeline.counters.output_failures, pipeline.report)
     if opts.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
 
@@ -147,15 +148,18 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     if failure is not None:
         return fail(failure)
     elapsed = time.monotonic() - started
-    if opts.metrics:
-        from ..outputs.metrics import exposition
+    try:
+        if opts.metrics:
+            from ..outputs.metrics import exposition
 
-        text = exposition(pipeline).decode()
-        write_file(opts.metrics, lambda fh: fh.write(text))
-    if opts.inventory:
-        write_file(opts.inventory, pipeline.policy.inventory.write_json)
-    if opts.inventory_csv:
-        write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+            text = exposition(pipeline).decode()
+            write_file(opts.metrics, lambda fh: fh.write(text))
+        if opts.inventory:
+            write_file(opts.inventory, pipeline.policy.inventory.write_json)
+        if opts.inventory_csv:
+            write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+    except OSError as exc:
+        return fail(f"cannot write output: {exc.strerror}: {exc.filename}")
     if pipeline.counters.packets == 0:
         print("dicom-sensor: the captures held no packets", file=sys.stderr)
     if opts.summary:
@@ -171,6 +175,20 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     if opts.hold and opts.metrics_listen:
         _hold(opts.metrics_listen, "https" if opts.tls_cert else "http")
     return EXIT_OK
+
+
+def _check_writable(path: str) -> None:
+    """OSError unless ``path`` could be written (replaced) by this user; creates nothing."""
+    import errno
+    import os
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "Is a directory", path)
+    if not os.path.isdir(directory):
+        raise OSError(errno.ENOENT, "No such file or directory", path)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, "Permission denied", path)
 
 
 def _hold(listen: str, scheme: str) -> None:

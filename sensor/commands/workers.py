@@ -116,6 +116,8 @@ class Merged:
         self.followed = argparse.Namespace(stats=PrefilterStats())
         self.active_associations = 0
         self.drops = {"kernel": 0, "interface": 0}
+        # Writes the parent's own output files could not take (workers write no files).
+        self.file_failures: Counter[str] = Counter()
 
     def update(self, snapshots: dict[int, dict[str, Any]]) -> None:
         """Recompute the sums from each worker's latest snapshot."""
@@ -135,6 +137,7 @@ class Merged:
             active += snap["active"]
             for key in drops:
                 drops[key] += snap["drops"].get(key, 0)
+        counters.output_failures.update(self.file_failures)
         self.counters, self.engine.stats, self.policy.inventory = counters, stats, inventory
         self.followed.stats = prefilter
         self.active_associations = active
@@ -234,6 +237,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         sinks = open_sinks(args)
     except OSError as exc:
         return abort(f"cannot write output: {exc.strerror}: {exc.filename}")
+    for sink in sinks.values():
+        sink.watch(merged.file_failures, report_to_log)
     if args.metrics_listen:
         try:
             serve_metrics(

@@ -304,7 +304,8 @@ class SensorCollector(Collector):
         yield _counter(
             "dicom_sensor_output_failures",
             "Deliveries that failed, by output: baseline saves, syslog alerts (not sent, or "
-            "dropped from a full queue), inventory and metrics files.",
+            "dropped from a full queue), writes to output files (JSON lines, Zeek log, "
+            "inventory, metrics).",
             ("output",),
             [(o,) for o in OUTPUTS],
             c.output_failures,
