@@ -99,6 +99,11 @@ def test_one_path_for_two_outputs_is_refused(
         (["capture", "-i", "lo", "-i", "lo"], "-i lo: interface given twice"),
         (["capture", "-i", "lo", "--dicom-port", "70000"], "--dicom-port 70000"),
         (["capture", "-i", "lo", "--rotate-mb", "-1"], "--rotate-mb -1"),
+        (["capture", "-i", "lo", "--bpf", "vlan 20 and host 10.1.1.1"], "--bpf: 'vlan' shifts"),
+        (["read", str(ECHO), "--bpf", "not vlan"], "--bpf: 'vlan' shifts"),
+        (["capture", "-i", "lo", "--bpf", "udp port 53"], "admits no TCP segment"),
+        (["read", str(ECHO), "--bpf", "icmp"], "admits no TCP segment"),
+        (["read", str(ECHO), "--bpf", "tcp and and"], "BPF filter does not compile"),
     ],
 )  # fmt: skip
 def test_bad_option_values_are_one_line_exit_2(

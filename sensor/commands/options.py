@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 MAX_SNAPLEN = 262_144  # libpcap's MAXIMUM_SNAPLEN
@@ -93,6 +94,19 @@ def check_options(args: argparse.Namespace) -> str | None:
     for port in getattr(args, "dicom_port", None) or ():
         if not 0 < port < 65536:
             return f"--dicom-port {port}: must be 1 to 65535"
+    bpf = getattr(args, "bpf", None)
+    shifting = re.search(r"\b(vlan|mpls|pppoes|geneve)\b", bpf or "")
+    if shifting:
+        return (
+            f"--bpf: {shifting[1]!r} shifts the packet offsets of the sensor's own filter, "
+            "which already looks under 802.1Q and QinQ tags; leave it out"
+        )
+    if bpf:
+        from ..capture.bpf import user_filter_problem
+
+        problem = user_filter_problem(bpf)
+        if problem is not None:
+            return problem
     interfaces = getattr(args, "interface", None) or []
     for i, name in enumerate(interfaces):
         if name in interfaces[:i]:
