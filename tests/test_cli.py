@@ -300,3 +300,50 @@ def test_capture_with_no_output_at_all_is_warned() -> None:
     assert said is not None and said.startswith("no output")
     args.metrics_listen = "127.0.0.1:9464"
     assert no_output_warning(args, default_config()) is None
+
+
+def test_the_startup_line_names_https_when_tls() -> None:
+    import argparse
+
+    from sensor.commands.live import metrics_url
+
+    args = argparse.Namespace(metrics_listen="127.0.0.1:9464", tls_cert=None)
+    assert metrics_url(args) == "http://127.0.0.1:9464/metrics"
+    args.tls_cert = "cert.pem"
+    assert metrics_url(args) == "https://127.0.0.1:9464/metrics"
+
+
+def test_a_live_baseline_that_cannot_be_saved_is_said_once_and_counted(tmp_path: Path) -> None:
+    """capture saves every minute: an outage is one log line, every failed save counted."""
+    from dissectors.registry import load_dissectors
+    from sensor.pipeline import Pipeline
+    from sensor.policy.config import load_config
+
+    config = load_config(_config_with_state(tmp_path, str(tmp_path / "gone" / "b.json")))
+    pipeline = Pipeline(load_dissectors(), policy_config=config)
+    said: list[str] = []
+    pipeline.report = said.append
+    for _ in range(3):
+        pipeline.save_baseline()
+    assert len(said) == 1 and "cannot save the baseline" in said[0]
+    assert pipeline.counters.output_failures["baseline"] == 3
+    (tmp_path / "gone").mkdir()  # the directory comes back: saved, and a new outage is said
+    pipeline.save_baseline()
+    assert (tmp_path / "gone" / "b.json").exists()
+    (tmp_path / "gone" / "b.json").unlink()
+    (tmp_path / "gone").rmdir()
+    pipeline.save_baseline()
+    assert len(said) == 2
+
+
+def test_packets_total_says_what_it_counts() -> None:
+    from dissectors.registry import load_dissectors
+    from sensor.outputs.metrics import exposition
+    from sensor.pipeline import Pipeline
+
+    text = exposition(Pipeline(load_dissectors())).decode()
+    [help_line] = [
+        x for x in text.splitlines() if x.startswith("# HELP dicom_sensor_packets_total")
+    ]
+    assert "all protocols" not in help_line
+    assert "kernel filter admitted" in help_line and "every packet of the files" in help_line
