@@ -47,16 +47,10 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _check_paths(args: argparse.Namespace) -> str | None:
     inputs = {_identity(path): what for what, path in _inputs(args)}
     seen: dict[tuple[str, object], str] = {}
-    stdout = None
     for option, attr in OUTPUTS:
         path = getattr(args, attr, None)
-        if not path:
-            continue
-        if path == "-":
-            if stdout is not None:
-                return f"{stdout} and {option} both write standard output"
-            stdout = option
-            continue
+        if not path or path == "-":
+            continue  # several outputs may share standard output, one line each
         ident = _identity(path)
         if ident in inputs:
             return f"{option} {path}: is the sensor's {inputs[ident]}; it would be overwritten"

@@ -250,14 +250,15 @@ def test_skip_of_nothing_is_a_no_op_but_for_the_time() -> None:
 
 
 def test_connection_ending_inside_a_skipped_pdv_is_truncated() -> None:
-    # Truncated: the capture ends 3000 bytes into the 8000-byte PDV.
+    # Truncated: the connection ends 3000 bytes into the 8000-byte PDV. (Had the capture
+    # ended there instead, nothing would be truncated: the peers did not stop.)
     fed = at_big_data_set()
     fed.feed(ORIGIN, BIG[:3000], 1.0)
     skipped = at_big_data_set()
     skipped.skip(ORIGIN, 3000, 1.0)
     assert fed.state == skipped.state
-    fed_end = fed.close(CloseReason.CAPTURE_ENDED, 2.0)
-    skipped_end = skipped.close(CloseReason.CAPTURE_ENDED, 2.0)
+    fed_end = fed.close(CloseReason.CONNECTION_CLOSED, 2.0)
+    skipped_end = skipped.close(CloseReason.CONNECTION_CLOSED, 2.0)
     assert fed_end == skipped_end
     assert any(isinstance(e, Anomaly) and e.reason.value == "truncated" for e in skipped_end)
     assert fed.state == skipped.state
