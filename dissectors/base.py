@@ -48,6 +48,12 @@ class CloseReason(StrEnum):
     CAPTURE_ENDED = "capture-ended"
     EVICTED = "evicted"
 
+    @property
+    def by_sensor(self) -> bool:
+        """The sensor stopped following (capture over, flow evicted); the connection may
+        still be open, so a PDU or frame cut here was not truncated by the peers."""
+        return self is CloseReason.CAPTURE_ENDED or self is CloseReason.EVICTED
+
 
 @runtime_checkable
 class Session(Protocol):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+# Outputs whose failed deliveries are counted (dicom_sensor_output_failures_total).
+OUTPUTS = ("baseline", "syslog", "files")
+
 
 @dataclass(slots=True)
 class SensorCounters:
@@ -27,3 +30,8 @@ class SensorCounters:
     plugin_connections: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     captures_cut_off: int = 0
     capture_file_bytes: int = 0
+    # Deliveries that failed, by output (baseline, syslog, files); keys exist from the start
+    # so a sending thread never grows the dict while a snapshot pickles it.
+    output_failures: Counter[str] = field(
+        default_factory=lambda: Counter(dict.fromkeys(OUTPUTS, 0))
+    )

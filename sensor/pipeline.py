@@ -24,7 +24,7 @@ from dissectors.dicom.events import (
 
 from .capture import fastread
 from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
-from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment, decoder_for
+from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment
 from .capture.offline import OfflineCapture, Packet, ReadResult
 from .capture.prefilter import MAX_PORTS, Followed, flow_key
 from .counters import SensorCounters
@@ -33,7 +33,7 @@ from .flow.engine import FlowEngine
 from .flow.table import EngineConfig, FlowInfo
 from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
-from .outputs.jsonl import Sink
+from .outputs.jsonl import JsonLines, Sink
 from .outputs.pivots import Pivots
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
@@ -42,6 +42,12 @@ from .policy.engine import PolicyEngine
 from .policy.findings import Finding
 
 Progress = Callable[[int], None]
+
+
+def _say(message: str) -> None:
+    print(f"dicom-sensor: {message}", file=sys.stderr, flush=True)
+
+
 MAX_TALKERS = 10_000
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 
@@ -79,20 +85,30 @@ class Pipeline:
         self.pivots = Pivots.from_config(self.policy_config)
         self.folder = AlertFolder(self.policy_config.fold_window)
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
+        # Says one line about an output that failed (once per outage); capture logs JSON.
+        self.report: Callable[[str], None] = _say
+        self.keep_baseline = True  # `read` keeps it only with --update-baseline
+        self.counters = SensorCounters()
+        for sink in (associations, events):
+            if isinstance(sink, JsonLines):
+                sink.watch(self.counters.output_failures, lambda message: self.report(message))
         if events is not None:
             self.alert_sinks.append(events.write)
         self.syslog = None
         if self.policy_config.syslog is not None:
             from .outputs.syslog import SyslogSender
 
-            self.syslog = SyslogSender(self.policy_config.syslog)
+            self.syslog = SyslogSender(
+                self.policy_config.syslog,
+                self.counters.output_failures,
+                lambda message: self.report(message),
+            )
             self.alert_sinks.append(self.syslog.write)
         self._next_expire = 0.0
         self._other_open: set[int] = set()
         self.dissectors = tuple(dissectors)
         self._heads = heads_expression(self.dissectors)
         self.notes: list[str] = []
-        self.counters = SensorCounters()
         self.engine = FlowEngine(
             self.dissectors, self._on_event, self._on_close, self.config.engine
         )
@@ -135,7 +151,7 @@ class Pipeline:
         """
         self.files += 1
         counting = capture.start_count()
-        decode = decoder_for(capture.linktype)
+        decode = capture.decoder()
         result = ReadResult()
         unfiltered = self._why_unfiltered(capture)
         if unfiltered is not None:
@@ -259,6 +275,9 @@ class Pipeline:
     @staticmethod
     def _why_unfiltered(capture: OfflineCapture) -> str | None:
         """Why this capture cannot be prefiltered in BPF, if it cannot."""
+        if capture.mixed:
+            types = ", ".join(str(t) for t in sorted(set(capture.linktypes)))
+            return f"interfaces of different link types ({types}), read with dpkt"
         if capture.linktype not in SUPPORTED_LINKTYPES:
             return f"link type {capture.linktype} is not one the sensor decodes"
         if capture.snaplen is not None and capture.snaplen < MIN_SNAPLEN:
@@ -393,9 +412,20 @@ class Pipeline:
         """End of input: close every open association as capture-ended, flush folded alerts."""
         self.engine.finish(self.last_ts)
         self._alerts(self.folder.flush())
-        self.policy.baseline.save()
+        self.save_baseline()
         if self.syslog is not None:
             self.syslog.close()
+
+    def save_baseline(self) -> None:
+        """Keep the learned baseline in its state file; a failure is counted and said once."""
+        if not self.keep_baseline:
+            return
+        baseline = self.policy.baseline
+        before = baseline.save_failures
+        problem = baseline.save()
+        self.counters.output_failures["baseline"] += baseline.save_failures - before
+        if problem is not None:
+            self.report(problem)
 
     def _alerts(self, events: list[dict[str, Any]]) -> None:
         for event in events:

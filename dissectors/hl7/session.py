@@ -215,7 +215,7 @@ class HL7Session:
             d = self._dirs[direction]
             if d.mode is _Mode.END:
                 self._finish(d, direction, events)
-            elif d.mode in _IN_FRAME:
+            elif d.mode in _IN_FRAME and not reason.by_sensor:
                 self._anomaly(
                     direction, ts, events, Reason.TRUNCATED, "connection ended inside a frame"
                 )

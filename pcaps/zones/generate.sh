@@ -580,7 +580,7 @@ scen_perimeter() {
 perimeter-inbound $EXT $PACS detected 1
 perimeter-inbound-probe $EXT $PACS detected 1
 perimeter-outbound $PACS $EXT detected 1
-perimeter-inbound $EXT $PACS folded 2
+perimeter-inbound $EXT $PACS folded 1
 EOF
   write_readme "DICOM across the perimeter, both ways" <<EOF
 Four associations between the internet host $EXT (zone \`internet\`, the default zone,
@@ -599,7 +599,7 @@ trust external) and the PACS $PACS (zone \`pacs\`, trust dmz), all DCMTK:
 | perimeter-inbound | $EXT -> $PACS | detected | 1 | association 1: an external requestor accepted by a node inside (on the A-ASSOCIATE-AC) |
 | perimeter-inbound-probe | $EXT -> $PACS | detected | 1 | association 3: an inbound attempt that was rejected |
 | perimeter-outbound | $PACS -> $EXT | detected | 1 | association 4: a node inside asks an external node for an association |
-| perimeter-inbound | $EXT -> $PACS | folded | 2 | association 2 repeats (rule, source, destination) of association 1 within the fold window (300 s): one folded event, dicom.alert.count 2 = both findings |
+| perimeter-inbound | $EXT -> $PACS | folded | 1 | association 2 repeats (rule, source, destination) of association 1 within the fold window (300 s): one folded event, dicom.alert.count 1 = the repeat (the first finding is the detected event) |
 
 Not expected: \`radiology-boundary\` (it ignores external peers: the perimeter rules cover
 them), \`query-retrieve-untrusted\` (no C-FIND/C-MOVE/C-GET), \`ae-brute-force\` (one
@@ -635,7 +635,7 @@ scen_shadow_pacs() {
   check_pdus "2 2 0"
   write_expected <<EOF
 non-radiology-association $WARD $OFFICE detected 1
-non-radiology-association $WARD $OFFICE folded 2
+non-radiology-association $WARD $OFFICE folded 1
 EOF
   write_readme "a shadow PACS on an office PC" <<EOF
 An office PC ($OFFICE, zone \`office\`, not radiology, internal) runs DCMTK storescp as
@@ -650,7 +650,7 @@ OFFICEPACS on port 11112: a DICOM archive nobody registered. The ward viewer ($W
 | rule | source -> destination | action | count | why |
 |---|---|---|---|---|
 | non-radiology-association | $WARD -> $OFFICE | detected | 1 | association 1: neither side is in a radiology zone and both are inside (a shadow DICOM node) |
-| non-radiology-association | $WARD -> $OFFICE | folded | 2 | association 2 repeats it within the fold window: dicom.alert.count 2 |
+| non-radiology-association | $WARD -> $OFFICE | folded | 1 | association 2 repeats it within the fold window: dicom.alert.count 1 (the repeat) |
 
 The ward's allow entries in config.yaml are for ward <-> pacs under \`radiology-boundary\`
 only; they do not cover this pair or this rule. The node inventory lists $OFFICE as an SCP
@@ -702,8 +702,8 @@ scen_brute_force() {
     echo "perimeter-inbound-probe $EXT $PACS detected 1"
     echo "ae-brute-force $EXT $PACS detected 1"
     echo "perimeter-inbound $EXT $PACS detected 1"
-    echo "perimeter-inbound-probe $EXT $PACS folded $rejections"
-    echo "ae-brute-force $EXT $PACS folded $findings"
+    echo "perimeter-inbound-probe $EXT $PACS folded $(( rejections - 1 ))"
+    echo "ae-brute-force $EXT $PACS folded $(( findings - 1 ))"
   } | write_expected
   local nmap_row="" nmap_step=""
   if [ "$nmap_rej" -eq 1 ]; then
@@ -731,8 +731,8 @@ threshold 5, the defaults). nmap: $nmap_line
 ${nmap_row}| perimeter-inbound-probe | $EXT -> $PACS | detected | 1 | the first rejected inbound attempt |
 | ae-brute-force | $EXT -> $PACS | detected | 1 | the 5th rejection for an unknown called AE title within 60 s (threshold 5) |
 | perimeter-inbound | $EXT -> $PACS | detected | 1 | the final guess, accepted |
-| perimeter-inbound-probe | $EXT -> $PACS | folded | $rejections | all $rejections rejected inbound attempts, folded into one event |
-| ae-brute-force | $EXT -> $PACS | folded | $findings | rejections $threshold..$rejections each give a brute-force finding: $rejections - $threshold + 1 = $findings, folded into one event |
+| perimeter-inbound-probe | $EXT -> $PACS | folded | $(( rejections - 1 )) | the $rejections rejected inbound attempts after the first (the detected event), folded into one event |
+| ae-brute-force | $EXT -> $PACS | folded | $(( findings - 1 )) | rejections $threshold..$rejections each give a brute-force finding: $rejections - $threshold + 1 = $findings, the first detected, the other $(( findings - 1 )) folded into one event |
 
 Not expected: \`association-sweep\` (one host, one port), \`scanner-probe\` for the echoscu
 loop (called AE titles are not ANY-SCP), \`new-*\` (learning period).

@@ -70,3 +70,18 @@ ETHERNET = 1  # only Ethernet frames carry 802.1Q tags libpcap can step over
 def all_tcp_filter(linktype: int) -> str:
     """Every TCP segment, tagged or not, for one-pass reading."""
     return vlan_wrapped("tcp") if linktype == ETHERNET else "tcp"
+
+
+def user_filter_problem(expr: str) -> str | None:
+    """Why a user's ``--bpf`` cannot be used with the sensor's TCP filters, if it cannot."""
+    import pcapy
+
+    from .errors import one_line
+
+    try:
+        pcapy.compile(1, 65535, f"tcp and ({expr})", 1, 0)  # 1: Ethernet
+    except pcapy.PcapError as exc:
+        if "rejects all packets" in str(exc):
+            return f"--bpf {expr!r} admits no TCP segment: the sensor would see nothing"
+        return f"BPF filter does not compile: {one_line(exc)}"
+    return None

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import pcapy
 
+from .decode import decoder_for
 from .errors import CaptureError, one_line
+from .mixed import MixedError, link_types, read_mixed
 
 Packet = tuple[float, bytes, int]  # timestamp, captured bytes, length on the wire
 
@@ -38,12 +40,21 @@ class ReadResult:
     cut_off: str | None = None  # why reading stopped early (a file truncated mid-packet)
 
 
-class OfflineCapture:
-    """One capture file (or ``-`` for standard input), readable in one or more passes."""
+_MIXED_TYPES = "different from the type of the first interface"  # libpcap's refusal
 
-    def __init__(self, path: str) -> None:
+
+class OfflineCapture:
+    """One capture file (or ``-`` for standard input), readable in one or more passes.
+
+    ``user_bpf`` (``read --bpf``) is ANDed with every filter the sensor installs. A pcapng
+    whose interfaces have different link types is read with dpkt instead (every frame
+    comes to Python, decoded with its interface's link type; ``mixed`` says so).
+    """
+
+    def __init__(self, path: str, user_bpf: str | None = None) -> None:
         self.path = path
         self.is_stdin = path == "-"
+        self.user_bpf = user_bpf
         if not self.is_stdin:
             if not os.path.exists(path):
                 raise CaptureError(f"{path}: no such file")
@@ -52,10 +63,18 @@ class OfflineCapture:
             if not os.access(path, os.R_OK):
                 raise CaptureError(f"{path}: permission denied")
         self.size = 0 if self.is_stdin else os.path.getsize(path)
+        if not self.is_stdin and self.size == 0:
+            raise CaptureError(f"{path}: empty file (0 bytes), not a capture")
         self.snaplen = None if self.is_stdin else _pcap_snaplen(path)
         self._reader = self._open()
         self.linktype: int = self._reader.datalink()
+        self.linktypes = [self.linktype] if self.is_stdin else (link_types(path) or [self.linktype])
+        self.mixed = len(set(self.linktypes)) > 1
+        self._current = self.linktype  # the link type of the packet just yielded (mixed)
         self._used = False
+        if user_bpf:
+            for linktype in set(self.linktypes):
+                self._user_program(linktype)  # a filter that does not compile fails here
 
     def _open(self) -> pcapy.Reader:
         try:
@@ -70,6 +89,23 @@ class OfflineCapture:
         """Standard input can be read once; a file as often as needed."""
         return 1 if self.is_stdin else 2
 
+    def _user_program(self, linktype: int) -> pcapy.BPFProgram:
+        try:
+            return pcapy.compile(linktype, 65535, self.user_bpf, 1, 0)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"BPF filter does not compile: {one_line(exc)}") from None
+
+    def decoder(self) -> Callable[[float, bytes], object]:
+        """The frame decoder for this capture's packets (per packet when link types mix)."""
+        if not self.mixed:
+            return decoder_for(self.linktype)
+        decoders = {t: decoder_for(t) for t in set(self.linktypes)}
+
+        def decode(ts: float, data: bytes) -> object:
+            return decoders.get(self._current, decoders[self.linktype])(ts, data)
+
+        return decode
+
     def packets(
         self, bpf: str | None, result: ReadResult, progress: Callable[[int], None] | None = None
     ) -> Iterator[Packet]:
@@ -78,14 +114,17 @@ class OfflineCapture:
         The filter may be changed between packets with :meth:`set_filter`; libpcap
         applies it to the packets read after the change.
         """
+        if self.mixed:
+            yield from self._mixed_packets(result, progress)
+            return
         if self._used:
             if self.is_stdin:
                 raise CaptureError("standard input can be read only once")
             self._reader = self._open()
         self._used = True
         reader = self._reader
-        if bpf:
-            self.set_filter(bpf)
+        if bpf or self.user_bpf:
+            self.set_filter(bpf or "")
         fd = -1
         if progress is not None and not self.is_stdin:
             try:
@@ -98,6 +137,11 @@ class OfflineCapture:
             try:
                 header, data = next_packet()
             except pcapy.PcapError as exc:
+                if _MIXED_TYPES in str(exc):
+                    raise CaptureError(
+                        f"{self.path}: an interface described after the first packets has "
+                        "another link type; split it with editcap or tshark"
+                    ) from None
                 result.cut_off = one_line(exc)
                 break
             if header is None:
@@ -111,8 +155,30 @@ class OfflineCapture:
         if fd >= 0 and progress is not None:
             progress(self.size)
 
+    def _mixed_packets(
+        self, result: ReadResult, progress: Callable[[int], None] | None
+    ) -> Iterator[Packet]:
+        """Every interface's packets through dpkt, the user's filter applied per link type."""
+        programs = {t: self._user_program(t) for t in set(self.linktypes)} if self.user_bpf else {}
+        count = 0
+        try:
+            for ts, data, wire, linktype in read_mixed(self.path):
+                program = programs.get(linktype)
+                if program is not None and not program.filter(data):
+                    continue
+                self._current = linktype
+                count += 1
+                yield ts, data, wire
+        except MixedError as exc:
+            result.cut_off = str(exc)
+        result.packets += count
+        if progress is not None:
+            progress(self.size)
+
     def set_filter(self, bpf: str) -> None:
-        """Install a BPF filter on the open reader."""
+        """Install a BPF filter on the open reader (ANDed with the user's)."""
+        if self.user_bpf:
+            bpf = f"({bpf}) and ({self.user_bpf})" if bpf else self.user_bpf
         try:
             self._reader.setfilter(bpf)
         except pcapy.PcapError as exc:
@@ -125,8 +191,8 @@ class OfflineCapture:
         returned function waits for the child and gives its count (None for stdin, or
         when the count could not be made).
         """
-        if self.is_stdin:
-            return lambda: None
+        if self.is_stdin or self.mixed:
+            return lambda: None  # a mixed file: the packets read are all there are
         read_end, write_end = os.pipe()
         try:
             pid = os.fork()

@@ -10,7 +10,18 @@ from typing import Any
 
 from ..capture.errors import CaptureError
 from ..capture.live import LiveSource, drop_privileges
-from .live import Signals, live_loop, log, open_sinks, totals, write_state
+from .live import (
+    Signals,
+    live_loop,
+    log,
+    metrics_url,
+    no_output_warning,
+    open_sinks,
+    report_to_log,
+    set_quiet,
+    totals,
+    write_state,
+)
 
 EXIT_OK = 0
 EXIT_FAIL = 2
@@ -28,10 +39,11 @@ def run_capture(args: argparse.Namespace) -> int:
         return EXIT_FAIL
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = load_config(args.config, args.state_dir) if args.config else default_config()
     except ConfigError as exc:
         return fail(str(exc))
     interfaces: list[str] = args.interface
+    set_quiet(args.quiet)
     # Everything imported later must be imported while we can still read it: an
     # unprivileged user may not be able to read the interpreter's library.
     from ..outputs import files, jsonl, metrics, serve, syslog  # noqa: F401
@@ -60,6 +72,7 @@ def run_capture(args: argparse.Namespace) -> int:
         events=sinks.get("events"),
         policy_config=config,
     )
+    pipeline.report = report_to_log
     drops = {"kernel": 0, "interface": 0}
     if args.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
@@ -76,10 +89,14 @@ def run_capture(args: argparse.Namespace) -> int:
         uid=os.getuid(),
         config=config.source,
         metrics=args.metrics_listen,
+        metrics_url=metrics_url(args),
         notes=list(config.notes),
     )
     if pipeline.policy.baseline.load_error:
         log("baseline.reset", level="warning", reason=pipeline.policy.baseline.load_error)
+    nothing = no_output_warning(args, config)
+    if nothing is not None:
+        log("capture.no-output", level="warning", reason=nothing)
     live_loop(pipeline, sources, signals, drops, args, sinks)
     pipeline.finish()
     for sink in sinks.values():
@@ -111,10 +128,15 @@ def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], in
     return run_workers(args, config, fail)
 
 
-def add_capture_parser(sub: Any) -> None:
+def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> None:
     """Register `capture` with the CLI's subparsers."""
-    p = sub.add_parser("capture", help="capture live from one or more interfaces (TAP, span)")
-    p.add_argument(
+    p = sub.add_parser(
+        "capture",
+        help="capture live from one or more interfaces (TAP, span)",
+        description="Capture live from one or more interfaces (TAP, span port).",
+    )
+    g = p.add_argument_group("input")
+    g.add_argument(
         "-i",
         "--interface",
         action="append",
@@ -122,30 +144,54 @@ def add_capture_parser(sub: Any) -> None:
         metavar="IFACE",
         help="interface to capture on (repeat for several)",
     )
-    p.add_argument("-c", "--config", metavar="FILE", help="zone and rule config (YAML)")
-    p.add_argument("--associations", metavar="PATH", help="association records, JSON lines")
-    p.add_argument("--events", metavar="PATH", help="alert and anomaly events, JSON lines")
-    p.add_argument("--inventory", metavar="PATH", help="DICOM nodes, JSON (rewritten every minute)")
-    p.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes, CSV")
-    p.add_argument("--metrics", metavar="PATH", help="Prometheus text file, rewritten every minute")
-    p.add_argument(
-        "--metrics-listen", metavar="HOST:PORT", help="serve /metrics (e.g. 127.0.0.1:9464)"
+    g.add_argument("-c", "--config", metavar="FILE", help="zone and rule config (YAML)")
+    g.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where a relative baseline.state_file lies (the unit passes its StateDirectory)",
     )
-    p.add_argument(
-        "--tls-cert", metavar="FILE", help="serve /metrics over TLS with this certificate"
+    g = p.add_argument_group("outputs")
+    g.add_argument("--associations", metavar="PATH", help="association records, JSON lines")
+    g.add_argument("--events", metavar="PATH", help="alert and anomaly events, JSON lines")
+    g.add_argument("--inventory", metavar="PATH", help="DICOM nodes, JSON (rewritten every minute)")
+    g.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes, CSV")
+    g.add_argument("--metrics", metavar="PATH", help="Prometheus text file, rewritten every minute")
+    g.add_argument(
+        "--rotate-mb",
+        type=float,
+        default=0,
+        metavar="MIB",
+        help="rotate JSON lines files at this size",
     )
-    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
-    p.add_argument(
-        "--snaplen", type=int, default=65535, help="bytes kept per packet (default 65535)"
+    g.add_argument(
+        "--rotate-seconds",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="rotate JSON lines files at this age",
     )
-    p.add_argument(
-        "--buffer-mb", type=int, default=64, help="kernel capture buffer in MiB (default 64)"
+    g.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    add_metrics_endpoint(p)
+    g = p.add_argument_group("capture")
+    g.add_argument(
+        "--snaplen",
+        type=int,
+        default=65535,
+        metavar="BYTES",
+        help="bytes kept per packet (default 65535)",
     )
-    p.add_argument(
+    g.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        metavar="MIB",
+        help="kernel capture buffer in MiB (default 64)",
+    )
+    g.add_argument(
         "--no-promisc", action="store_true", help="do not put the interface in promiscuous mode"
     )
-    p.add_argument("--bpf", metavar="FILTER", help="extra BPF filter, ANDed with 'tcp'")
-    p.add_argument(
+    g.add_argument("--bpf", metavar="FILTER", help="extra BPF filter, ANDed with 'tcp'")
+    g.add_argument(
         "--prefilter",
         choices=("all", "ports"),
         default="all",
@@ -153,7 +199,7 @@ def add_capture_parser(sub: Any) -> None:
         "ports, reinstalled as services appear (less CPU on a span port; a service off "
         "--dicom-port loses packets around each reinstall, see README)",
     )
-    p.add_argument(
+    g.add_argument(
         "--dicom-port",
         type=int,
         action="append",
@@ -161,21 +207,16 @@ def add_capture_parser(sub: Any) -> None:
         metavar="PORT",
         help="a port admitted from the start besides 104, 11112 and 4242 (repeat for several)",
     )
-    p.add_argument(
+    g.add_argument(
         "--workers",
         type=int,
         default=1,
         metavar="N",
         help="capture processes sharing the interfaces in a PACKET_FANOUT group",
     )
-    p.add_argument("--user", metavar="NAME", help="drop to this user once the capture is open")
-    p.add_argument(
+    g = p.add_argument_group("privileges")
+    g.add_argument("--user", metavar="NAME", help="drop to this user once the capture is open")
+    g.add_argument(
         "--no-root", action="store_true", help="refuse to write outputs or serve metrics as root"
     )
-    p.add_argument(
-        "--rotate-mb", type=float, default=0, help="rotate JSON lines files at this size"
-    )
-    p.add_argument(
-        "--rotate-seconds", type=float, default=0, help="rotate JSON lines files at this age"
-    )
-    p.set_defaults(func=run_capture)
+    p.set_defaults(func=run_capture, subparser=p)

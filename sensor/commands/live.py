@@ -20,9 +20,20 @@ INVENTORY_SECONDS = 60.0
 DRAIN_LIMIT = 4096  # packets taken from one interface before looking at the others
 
 
+_QUIET = [False]  # capture -q: only warnings and errors
+
+
+def set_quiet(quiet: bool) -> None:
+    """With ``quiet``, :func:`log` drops info lines."""
+    _QUIET[0] = quiet
+
+
 def log(event: str, **fields: Any) -> None:
     """One JSON line about the sensor's own lifecycle on stderr (journald picks it up)."""
-    record = {"ts": round(time.time(), 6), "level": fields.pop("level", "info"), "event": event}
+    level = fields.pop("level", "info")
+    if level == "info" and _QUIET[0]:
+        return
+    record = {"ts": round(time.time(), 6), "level": level, "event": event}
     record.update(fields)
     print(json.dumps(record, separators=(",", ":")), file=sys.stderr, flush=True)
 
@@ -64,26 +75,64 @@ def open_sinks(args: argparse.Namespace) -> dict[str, Any]:
     return sinks
 
 
+def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
+    """Why a capture with no output at all is worth a warning (None when it has one)."""
+    names = ("associations", "events", "inventory", "inventory_csv", "metrics", "metrics_listen")
+    if any(getattr(args, n, None) for n in names) or config.syslog is not None:
+        return None
+    return (
+        "no output: give --associations, --events, --inventory, --metrics or "
+        "--metrics-listen (or alerts.syslog in the config); only this log is written"
+    )
+
+
+def metrics_url(args: argparse.Namespace) -> str | None:
+    """Where /metrics is served, with the scheme TLS gives it."""
+    if not args.metrics_listen:
+        return None
+    scheme = "https" if args.tls_cert else "http"
+    return f"{scheme}://{args.metrics_listen}/metrics"
+
+
+def report_to_log(message: str) -> None:
+    """An output the sensor could not deliver, as a lifecycle log line."""
+    log("output.failed", level="error", reason=message)
+
+
 def totals(sources: list[LiveSource]) -> tuple[int, int, int]:
     """(received, kernel drops, interface drops) summed over the sources."""
     stats = [s.stats() for s in sources]
     return sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
 
 
-def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) -> None:
-    """Inventory and metrics files, replaced atomically."""
-    try:
-        if args.inventory:
-            write_file(args.inventory, pipeline.policy.inventory.write_json)
-        if args.inventory_csv:
-            write_file(args.inventory_csv, pipeline.policy.inventory.write_csv)
-        if args.metrics:
-            from ..outputs.metrics import exposition
+_FILES_FAILING: set[str] = set()  # whole-file outputs in an outage, logged once each
 
-            text = exposition(pipeline, drops).decode()
-            write_file(args.metrics, lambda fh: fh.write(text))
-    except OSError as exc:
-        log("output.failed", level="error", reason=f"{exc.strerror}: {exc.filename}")
+
+def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) -> None:
+    """Inventory and metrics files, replaced atomically; a failure is counted, logged once."""
+    from ..outputs.metrics import exposition
+
+    outputs: list[tuple[str | None, Callable[[Any], object]]] = [
+        (args.inventory, pipeline.policy.inventory.write_json),
+        (args.inventory_csv, pipeline.policy.inventory.write_csv),
+        (args.metrics, lambda fh: fh.write(exposition(pipeline, drops).decode())),
+    ]
+    for path, write in outputs:
+        if not path:
+            continue
+        try:
+            write_file(path, write)
+        except OSError as exc:
+            # The workers' parent keeps its own count: its counters are rebuilt from snapshots.
+            failures = getattr(pipeline, "file_failures", None)
+            if failures is None:
+                failures = pipeline.counters.output_failures
+            failures["files"] += 1
+            if path not in _FILES_FAILING:
+                _FILES_FAILING.add(path)
+                report_to_log(f"{path}: {exc.strerror or exc}")
+        else:
+            _FILES_FAILING.discard(path)
 
 
 def live_loop(
@@ -140,7 +189,7 @@ def live_loop(
         if now >= next_state:
             next_state = now + INVENTORY_SECONDS
             write_state(pipeline, args, drops)
-            pipeline.policy.baseline.save()
+            pipeline.save_baseline()
         if signals.reload:
             signals.reload = False
             reload_config(pipeline, args, sinks)
@@ -156,7 +205,7 @@ def reload_config(pipeline: Any, args: argparse.Namespace, sinks: dict[str, Any]
         log("config.reloaded", config="embedded default")
         return
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, getattr(args, "state_dir", None))
     except ConfigError as exc:
         log("config.rejected", level="error", reason=str(exc), kept=pipeline.policy_config.source)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +45,10 @@ class ReadOptions:
     alert_pcap_max_files: int = 1000
     alert_pcap_max_association_kb: int = 4096
     alert_pcap_max_total_mb: int = 256
+    state_dir: str | None = None
+    update_baseline: bool = False  # save the learned baseline (read leaves it alone)
+    syslog: bool = False  # send alerts to the config's collector (read does not)
+    bpf: str | None = None
 
 
 def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
@@ -58,13 +63,20 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
     from ..policy.config import ConfigError, default_config, load_config
 
     try:
-        config = load_config(opts.config) if opts.config else default_config()
+        config = load_config(opts.config, opts.state_dir) if opts.config else default_config()
     except ConfigError as exc:
         return fail(str(exc))
+    if opts.syslog and config.syslog is None:
+        return fail("--syslog: the config names no alerts.syslog collector")
+    if opts.update_baseline and config.state_file is None:
+        return fail("--update-baseline: the config names no baseline.state_file")
+    if not opts.syslog:
+        # Months-old events must not reach a SIEM stamped with today's date unless asked.
+        config = dataclasses.replace(config, syslog=None)
     if list(paths).count("-") > 1:
         return fail("standard input ('-') can be given only once")
     try:
-        captures = [OfflineCapture(path) for path in paths]
+        captures = [OfflineCapture(path, opts.bpf) for path in paths]
     except CaptureError as exc:
         return fail(str(exc))
     sinks: dict[str, JsonLines] = {}
@@ -82,7 +94,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             sinks["zeek"] = ZeekLog(opts.zeek_log, opts.zeek_format)
         for path in (opts.metrics, opts.inventory, opts.inventory_csv):
             if path and path != "-":
-                Path(path).touch()
+                _check_writable(path)  # written at the end: fail now, and leave nothing
     except OSError as exc:
         for sink in sinks.values():
             sink.close()
@@ -93,8 +105,10 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         events=sinks.get("events"),
         policy_config=config,
     )
+    pipeline.keep_baseline = opts.update_baseline
     if "zeek" in sinks:
         pipeline.record_sinks.append(sinks["zeek"].write)
+        sinks["zeek"].watch(pipeline.counters.output_failures, pipeline.report)
     if opts.alert_pcap:
         from ..outputs.alertpcap import AlertPcapLimits, AlertPcaps
 
@@ -153,15 +167,20 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         except (OSError, CaptureError) as exc:
             return fail(f"--alert-pcap: {exc}")
     elapsed = time.monotonic() - started
-    if opts.metrics:
-        from ..outputs.metrics import exposition
+    try:
+        if opts.metrics:
+            from ..outputs.metrics import exposition
 
-        text = exposition(pipeline).decode()
-        write_file(opts.metrics, lambda fh: fh.write(text))
-    if opts.inventory:
-        write_file(opts.inventory, pipeline.policy.inventory.write_json)
-    if opts.inventory_csv:
-        write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+            text = exposition(pipeline).decode()
+            write_file(opts.metrics, lambda fh: fh.write(text))
+        if opts.inventory:
+            write_file(opts.inventory, pipeline.policy.inventory.write_json)
+        if opts.inventory_csv:
+            write_file(opts.inventory_csv, pipeline.policy.inventory.write_csv)
+    except OSError as exc:
+        return fail(f"cannot write output: {exc.strerror}: {exc.filename}")
+    if pipeline.counters.packets == 0:
+        print("dicom-sensor: the captures held no packets", file=sys.stderr)
     if opts.summary:
         outputs = {
             "associations": opts.associations,
@@ -174,7 +193,7 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
         }
         write_summary(pipeline, elapsed, sys.stderr, {k: v for k, v in outputs.items() if v})
     if opts.hold and opts.metrics_listen:
-        _hold(opts.metrics_listen)
+        _hold(opts.metrics_listen, "https" if opts.tls_cert else "http")
     return EXIT_OK
 
 
@@ -198,7 +217,21 @@ def _write_alert_pcaps(pipeline: Any, captures: Sequence[Any]) -> None:
     pcaps.write()
 
 
-def _hold(listen: str) -> None:
+def _check_writable(path: str) -> None:
+    """OSError unless ``path`` could be written (replaced) by this user; creates nothing."""
+    import errno
+    import os
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "Is a directory", path)
+    if not os.path.isdir(directory):
+        raise OSError(errno.ENOENT, "No such file or directory", path)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, "Permission denied", path)
+
+
+def _hold(listen: str, scheme: str) -> None:
     """Keep serving /metrics after the read until SIGTERM or SIGINT."""
     import signal
     import threading
@@ -207,7 +240,8 @@ def _hold(listen: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     print(
-        f"dicom-sensor: serving metrics on http://{listen}/metrics until stopped", file=sys.stderr
+        f"dicom-sensor: serving metrics on {scheme}://{listen}/metrics until stopped",
+        file=sys.stderr,
     )
     stop.wait()
 

@@ -37,7 +37,9 @@ from .live import (
     Signals,
     live_loop,
     log,
+    metrics_url,
     open_sinks,
+    report_to_log,
     totals,
     write_state,
 )
@@ -114,6 +116,8 @@ class Merged:
         self.followed = argparse.Namespace(stats=PrefilterStats())
         self.active_associations = 0
         self.drops = {"kernel": 0, "interface": 0}
+        # Writes the parent's own output files could not take (workers write no files).
+        self.file_failures: Counter[str] = Counter()
 
     def update(self, snapshots: dict[int, dict[str, Any]]) -> None:
         """Recompute the sums from each worker's latest snapshot."""
@@ -133,6 +137,7 @@ class Merged:
             active += snap["active"]
             for key in drops:
                 drops[key] += snap["drops"].get(key, 0)
+        counters.output_failures.update(self.file_failures)
         self.counters, self.engine.stats, self.policy.inventory = counters, stats, inventory
         self.followed.stats = prefilter
         self.active_associations = active
@@ -179,6 +184,7 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         events=QueueSink(queue, "event"),
         policy_config=config,
     )
+    pipeline.report = report_to_log
     drops = {"kernel": 0, "interface": 0}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}
@@ -231,6 +237,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         sinks = open_sinks(args)
     except OSError as exc:
         return abort(f"cannot write output: {exc.strerror}: {exc.filename}")
+    for sink in sinks.values():
+        sink.watch(merged.file_failures, report_to_log)
     if args.metrics_listen:
         try:
             serve_metrics(
@@ -247,6 +255,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         fanout_group=group,
         uid=os.getuid(),
         config=config.source,
+        metrics=args.metrics_listen,
+        metrics_url=metrics_url(args),
     )
     snapshots: dict[int, dict[str, Any]] = {}
     done: set[int] = set()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol, TextIO
+
+from .files import open_output
 
 
 class Sink(Protocol):
@@ -37,24 +42,54 @@ class JsonLines:
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.rotations = 0
+        self.failed = 0  # lines lost to a file that could not take them
+        self._failing = False
+        self._failures: Counter[str] | None = None
+        self._report: Callable[[str], None] | None = None
         self._owned = path != "-"
         self._fh: TextIO = sys.stdout
+        if not self._owned:
+            # A record must reach a pipe when it is written, not when the sensor exits.
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         self._size = 0
         self._opened = time.monotonic()
         if self._owned:
             self._open(append)
 
     def _open(self, append: bool) -> None:
-        self._fh = open(self.path, "a" if append else "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._fh = open_output(self.path, append)
         self._size = self._fh.tell()
         self._opened = time.monotonic()
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write one object as one line (rotating first when the file is due)."""
-        line = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
-        if self._owned and (self.rotate_bytes or self.rotate_seconds):
-            self._maybe_rotate(len(line))
-        self._fh.write(line)
+        self._put(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def watch(self, failures: Counter[str], report: Callable[[str], None]) -> None:
+        """Count lines this file could not take in ``failures["files"]``; say each outage."""
+        self._failures = failures
+        self._report = report
+
+    def _put(self, line: str) -> None:
+        """Write one line; a file that cannot take it (disk full, I/O error) never raises:
+        the line is lost, counted, and the outage said once."""
+        try:
+            if self._owned and (self.rotate_bytes or self.rotate_seconds):
+                self._maybe_rotate(len(line))
+            self._fh.write(line)
+        except OSError as exc:
+            if not self._owned:
+                raise  # standard output closed (a pipe into `head`): the CLI ends quietly
+            self.failed += 1
+            if self._failures is not None:
+                self._failures["files"] += 1
+            if not self._failing:
+                self._failing = True
+                if self._report is not None:
+                    self._report(f"{self.path}: {exc.strerror or exc}; lines are lost, counted")
+            return
+        self._failing = False
         self._size += len(line)
         self.count += 1
 
@@ -81,7 +116,13 @@ class JsonLines:
             self._open(True)
 
     def close(self) -> None:
-        """Flush, and close what this sink opened."""
-        self._fh.flush()
-        if self._owned:
+        """Flush, and close what this sink opened (a file that fails to flush is counted)."""
+        if not self._owned:
+            self._fh.flush()
+            return
+        try:
             self._fh.close()
+        except OSError:
+            self.failed += 1
+            if self._failures is not None:
+                self._failures["files"] += 1

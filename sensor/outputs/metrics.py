@@ -21,6 +21,7 @@ from dissectors.dicom.errors import Reason
 
 from .. import __version__
 from ..capture.decode import DropReason
+from ..counters import OUTPUTS
 from ..flow.stream import StreamAnomaly
 from ..flow.table import EngineAnomaly
 from ..policy.catalogue import RULES
@@ -168,7 +169,8 @@ class SensorCollector(Collector):
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_packets",
-            "Packets seen by libpcap, all protocols.",
+            "Packets the capture delivered: offline every packet of the files read; live what "
+            "the kernel filter admitted (TCP; less with --prefilter ports or --bpf).",
             c.packets,
         )
         yield _single(
@@ -326,6 +328,15 @@ class SensorCollector(Collector):
             "dicom_sensor_reassembly_gap_bytes",
             "Bytes missing in those holes.",
             stats.stream.gap_bytes,
+        )
+        yield _counter(
+            "dicom_sensor_output_failures",
+            "Deliveries that failed, by output: baseline saves, syslog alerts (not sent, or "
+            "dropped from a full queue), writes to output files (JSON lines, Zeek log, "
+            "inventory, metrics).",
+            ("output",),
+            [(o,) for o in OUTPUTS],
+            c.output_failures,
         )
         yield _single(
             GaugeMetricFamily,

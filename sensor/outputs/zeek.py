@@ -252,13 +252,12 @@ class ZeekLog(JsonLines):
         if self.flavour == "json":
             super().write(json_object(row))
             return
-        line = tsv_line(row) + "\n"
-        self._fh.write(line)
-        self._size += len(line)
-        self.count += 1
+        self._put(tsv_line(row) + "\n")
 
     def close(self) -> None:
         """Write the ``#close`` footer (TSV), then flush and close."""
         if self.flavour == "tsv":
-            self._fh.write(tsv_footer(time.time()) + "\n")
+            count = self.count
+            self._put(tsv_footer(time.time()) + "\n")
+            self.count = count  # the footer is no record
         super().close()

@@ -16,7 +16,8 @@ SOURCE_KEYED = frozenset({"association-sweep", "ae-brute-force"})
 
 def alert_event(finding: Finding, count: int = 1, action: str = "detected",
                 last_ts: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """The ECS alert for a finding (``count`` > 1 when repeats were folded into it)."""
+    """The ECS alert for a finding; ``count`` is how many findings the event stands for
+    (a folded event: the repeats since the key's `detected` event)."""
     rule = finding.rule
     spec = RULES_BY_ID[rule.id]
     remedy = REMEDIATIONS[rule.id]
@@ -63,8 +64,15 @@ def alert_event(finding: Finding, count: int = 1, action: str = "detected",
         "network": network,
         "dicom": dicom,
         **({} if finding.protocol == "dicom" else {finding.protocol: finding.fields}),
-        "message": finding.message if count == 1 else f"{finding.message} ({count} times)",
+        "message": _message(finding.message, count, action),
     }
+
+
+def _message(message: str, count: int, action: str) -> str:
+    """The finding's sentence; a folded event says how many more times it happened."""
+    if action != "folded":
+        return message
+    return f"{message} ({count} more time{'' if count == 1 else 's'})"
 
 
 @dataclass(slots=True)
@@ -121,6 +129,8 @@ class AlertFolder:
 
     @staticmethod
     def _close(fold: _Fold) -> list[dict[str, Any]]:
+        # The first finding was its own `detected` event: the folded one counts only the
+        # repeats, so counts summed over events equal the findings counted in the metrics.
         if not fold.repeats:
             return []
-        return [alert_event(fold.first, 1 + fold.repeats, "folded", fold.last_ts)]
+        return [alert_event(fold.first, fold.repeats, "folded", fold.last_ts)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -34,6 +35,8 @@ class Baseline:
         self.started: float | None = None
         self._nodes: dict[str, _Node] = {}
         self.load_error: str | None = None
+        self.save_failures = 0
+        self._failing = False
         if path is not None and os.path.exists(path):
             self._load(path)
 
@@ -89,10 +92,15 @@ class Baseline:
         """Whether any node in the baseline used this AE title."""
         return any(ae_title in node.ae_titles for node in self._nodes.values())
 
-    def save(self) -> None:
-        """Write the state file atomically (no-op without one)."""
+    def save(self) -> str | None:
+        """Write the state file atomically (no-op without one); never raises.
+
+        A failed save is counted in ``save_failures``; the first failure of an outage
+        returns one line saying why (the caller logs it), later ones return None until a
+        save succeeds again.
+        """
         if self.path is None:
-            return
+            return None
         data = {
             "version": 1,
             "started": self.started,
@@ -102,7 +110,37 @@ class Baseline:
             },
         }
         directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            self.save_failures += 1
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if self._failing:
+                return None
+            self._failing = True
+            return f"{self.path}: cannot save the baseline: {exc.strerror or exc}"
+        self._failing = False
+        return None
+
+
+def state_file_problem(path: str) -> str | None:
+    """Why the running user could not keep a baseline in ``path``, or None if it can.
+
+    The file is replaced atomically, so its directory must be writable too.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{path}: is a directory"
+    if not os.path.isdir(directory):
+        return f"{path}: directory {directory} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{path}: directory {directory} is not writable by this user"
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return f"{path}: not readable by this user"
+    return None

@@ -53,7 +53,8 @@ RULES: tuple[RuleSpec, ...] = (
              "A radiology node and a node outside radiology, on no allow list."),
     RuleSpec("scanner-probe", 9400006, "DICOM scanner probe (nmap dicom-ping style)",
              "reconnaissance", Severity.MEDIUM,
-             "Called ANY-SCP, calling ECHOSCU, Verification only: the signature of scanners."),
+             "Called ANY-SCP, calling ECHOSCU, Verification only: nmap's dicom-ping at this "
+             "severity; the same from a plain DCMTK echoscu (a link test) at info."),
     RuleSpec("ae-brute-force", 9400007, "Called AE title brute force",
              "reconnaissance", Severity.HIGH,
              "Many associations from one source rejected for an unknown called AE title.",
@@ -70,7 +71,8 @@ RULES: tuple[RuleSpec, ...] = (
              "A C-MOVE asked for images to be sent to an AE title no known node uses."),
     RuleSpec("query-retrieve-untrusted", 9400011, "Query/retrieve from an untrusted zone",
              "exfiltration", Severity.HIGH,
-             "C-FIND, C-MOVE or C-GET requested by a node outside the internal zones."),
+             "C-FIND, C-MOVE or C-GET requested by a node outside the internal zones of a "
+             "node inside the hospital (an acceptor in no external zone)."),
     RuleSpec("bulk-outbound", 9400012, "Bulk DICOM transfer to an external network",
              "exfiltration", Severity.HIGH,
              "More DICOM data than the threshold left for an external zone.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,18 @@ class Config:
 
 
 MAX_SEED = 0xFFFF  # Community ID seeds are 16-bit
+# Every key a config may hold, by where it goes (docs and deploy/zones.example.yaml name
+# each one: tests/test_docs.py checks).
+TOP_FIELDS = ("zones", "default_zone", "rules", "alerts", "baseline", "observer", "community_id")
+ZONE_FIELDS = ("cidrs", "radiology", "clinical", "trust", "description")
+DEFAULT_ZONE_FIELDS = ("name", "trust", "radiology")
+RULE_FIELDS = ("enabled", "severity", "allow")  # and each rule's own parameters
+ALLOW_FIELDS = ("source_zone", "destination_zone", "calling_ae", "called_ae", "sop_class",
+                "move_destination")  # fmt: skip
+ALERTS_FIELDS = ("fold_window", "syslog")
+SYSLOG_FIELDS = ("host", "port", "protocol", "facility")
+BASELINE_FIELDS = ("state_file",)
+
 _FACILITIES = {f"local{i}": 16 + i for i in range(8)} | {"user": 1, "daemon": 3, "auth": 4}
 
 
@@ -135,19 +148,38 @@ class _Reader:
                 )
 
 
-def _zone(r: _Reader, name: str, node: Node) -> Zone:
+def _zone(r: _Reader, name: str, node: Node, seen: dict[IPNetwork, str]) -> Zone:
+    """One zone; ``seen`` maps every CIDR of the zones before it to its zone's name."""
     where = f"zones.{name}"
     fields = r.mapping(node, where)
-    r.unknown(fields, {"cidrs", "radiology", "clinical", "trust", "description"}, where)
+    r.unknown(fields, set(ZONE_FIELDS), where)
     if "cidrs" not in fields:
         raise r.fail(node, where, "missing field 'cidrs'")
     networks: list[IPNetwork] = []
-    for item in r.sequence(fields["cidrs"][1], f"{where}.cidrs"):
-        text = r.scalar(item, f"{where}.cidrs")
+    items = r.sequence(fields["cidrs"][1], f"{where}.cidrs")
+    if not items:
+        raise r.fail(fields["cidrs"][1], f"{where}.cidrs", "empty: a zone needs at least one CIDR")
+    for item in items:
+        text = r.scalar(item, f"{where}.cidrs").strip()
         try:
-            networks.append(ipaddress.ip_network(text, strict=False))
+            network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise r.fail(item, f"{where}.cidrs", f"{text!r} is not an IPv4 or IPv6 CIDR") from None
+        if network.network_address != ipaddress.ip_address(text.split("/")[0]):
+            raise r.fail(
+                item, f"{where}.cidrs", f"{text!r} has host bits set (did you mean {network}?)"
+            )
+        if network in seen:
+            other = seen[network]
+            raise r.fail(
+                item,
+                f"{where}.cidrs",
+                f"{network} is already in zone {other!r}"
+                if other != name
+                else f"{network} given twice",
+            )
+        seen[network] = name
+        networks.append(network)
     radiology = (
         r.boolean(fields["radiology"][1], f"{where}.radiology") if "radiology" in fields else False
     )
@@ -162,9 +194,7 @@ def _zone(r: _Reader, name: str, node: Node) -> Zone:
 
 def _allow(r: _Reader, node: Node, where: str, zone_names: set[str]) -> AllowEntry:
     fields = r.mapping(node, where)
-    known = {"source_zone", "destination_zone", "calling_ae", "called_ae", "sop_class",
-             "move_destination"}  # fmt: skip
-    r.unknown(fields, known, where)
+    r.unknown(fields, set(ALLOW_FIELDS), where)
     if not fields:
         raise r.fail(
             node, where, "an empty allow entry would allow everything; name at least one field"
@@ -182,7 +212,7 @@ def _rule(r: _Reader, rule_id: str, node: Node, zone_names: set[str]) -> RuleCon
     where = f"rules.{rule_id}"
     spec = RULES_BY_ID[rule_id]
     fields = r.mapping(node, where)
-    r.unknown(fields, {"enabled", "severity", "allow", *spec.params}, where)
+    r.unknown(fields, {*RULE_FIELDS, *spec.params}, where)
     enabled = r.boolean(fields["enabled"][1], f"{where}.enabled") if "enabled" in fields else True
     severity = spec.severity
     if "severity" in fields:
@@ -218,15 +248,27 @@ def _notes(zones: ZoneMap) -> tuple[str, ...]:
             "rules are off",)  # fmt: skip
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file."""
+def load_config(path: str | Path, state_dir: str | None = None) -> Config:
+    """Read and validate a config file.
+
+    A relative ``baseline.state_file`` lies in ``state_dir`` (``--state-dir``; the systemd
+    unit passes its per-instance StateDirectory), or in the current directory without one.
+    """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{name}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise ConfigError(f"{name}: not a text (UTF-8) YAML file; is it a capture or a program?")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -238,20 +280,17 @@ def load_config(path: str | Path) -> Config:
     if root is None:
         raise ConfigError(f"{name}: empty config")
     top = r.mapping(root, "config")
-    r.unknown(
-        top,
-        {"zones", "default_zone", "rules", "alerts", "baseline", "observer", "community_id"},
-        "config",
-    )
+    r.unknown(top, set(TOP_FIELDS), "config")
     zones: list[Zone] = []
+    seen: dict[IPNetwork, str] = {}
     if "zones" in top:
         for zone_name, (_, node) in r.mapping(top["zones"][1], "zones").items():
-            zones.append(_zone(r, zone_name, node))
+            zones.append(_zone(r, zone_name, node, seen))
     default = DEFAULT_EXTERNAL
     if "default_zone" in top:
         node = top["default_zone"][1]
         fields = r.mapping(node, "default_zone")
-        r.unknown(fields, {"name", "trust", "radiology"}, "default_zone")
+        r.unknown(fields, set(DEFAULT_ZONE_FIELDS), "default_zone")
         dz_name = (
             r.scalar(fields["name"][1], "default_zone.name") if "name" in fields else "unzoned"
         )
@@ -265,6 +304,13 @@ def load_config(path: str | Path) -> Config:
             if "radiology" in fields
             else False
         )
+        if dz_name in {z.name for z in zones}:
+            raise r.fail(
+                fields["name"][1],
+                "default_zone.name",
+                f"{dz_name!r} is a declared zone; the default zone holds every address in no "
+                "zone and needs a name of its own",
+            )
         default = Zone(dz_name, trust, radiology, ())
     zone_names = {z.name for z in zones} | {default.name}
     rules = default_rules()
@@ -279,7 +325,7 @@ def load_config(path: str | Path) -> Config:
     syslog = None
     if "alerts" in top:
         fields = r.mapping(top["alerts"][1], "alerts")
-        r.unknown(fields, {"fold_window", "syslog"}, "alerts")
+        r.unknown(fields, set(ALERTS_FIELDS), "alerts")
         if "fold_window" in fields:
             fold_window = r.number(fields["fold_window"][1], "alerts.fold_window")
         if "syslog" in fields:
@@ -287,9 +333,13 @@ def load_config(path: str | Path) -> Config:
     state_file = None
     if "baseline" in top:
         fields = r.mapping(top["baseline"][1], "baseline")
-        r.unknown(fields, {"state_file"}, "baseline")
+        r.unknown(fields, set(BASELINE_FIELDS), "baseline")
         if "state_file" in fields:
-            state_file = r.scalar(fields["state_file"][1], "baseline.state_file")
+            state_file = r.scalar(fields["state_file"][1], "baseline.state_file").strip()
+            if not state_file:
+                raise r.fail(fields["state_file"][1], "baseline.state_file", "empty path")
+            if state_dir is not None and not os.path.isabs(state_file):
+                state_file = os.path.join(state_dir, state_file)
     observer_name = None
     if "observer" in top:
         fields = r.mapping(top["observer"][1], "observer")
@@ -322,7 +372,7 @@ def load_config(path: str | Path) -> Config:
 
 def _syslog(r: _Reader, node: Node) -> SyslogConfig:
     fields = r.mapping(node, "alerts.syslog")
-    r.unknown(fields, {"host", "port", "protocol", "facility"}, "alerts.syslog")
+    r.unknown(fields, set(SYSLOG_FIELDS), "alerts.syslog")
     if "host" not in fields:
         raise r.fail(node, "alerts.syslog", "missing field 'host'")
     host = r.scalar(fields["host"][1], "alerts.syslog.host")
@@ -340,18 +390,40 @@ def _syslog(r: _Reader, node: Node) -> SyslogConfig:
     return SyslogConfig(host, port, protocol, facility)
 
 
+def _flags(zone: Zone) -> str:
+    """Trust, radiology and clinical columns of the zone table (radiology counts as clinical)."""
+    radiology = "yes" if zone.radiology else "no"
+    clinical = "yes" if zone.clinical else "no"
+    return f"{zone.trust.value:<8}  {radiology:<9}  {clinical:<8}"
+
+
 def describe(config: Config) -> list[str]:
     """The zone table and rule switches, as check-config prints them."""
     lines = [f"config: {config.source}", "zones (longest prefix wins):"]
     width = max([len(z.name) for z in config.zones.zones] + [len(config.zones.default.name), 4])
-    lines.append(f"  {'zone':<{width}}  trust     radiology  networks")
+    lines.append(f"  {'zone':<{width}}  trust     radiology  clinical  networks")
     for zone in config.zones.zones:
         nets = ", ".join(str(n) for n in zone.networks)
-        role = "yes" if zone.radiology else "no"
-        lines.append(f"  {zone.name:<{width}}  {zone.trust.value:<8}  {role:<9}  {nets}")
+        lines.append(f"  {zone.name:<{width}}  {_flags(zone)}  {nets}")
     d = config.zones.default
-    role = "yes" if d.radiology else "no"
-    lines.append(f"  {d.name:<{width}}  {d.trust.value:<8}  {role:<9}  (every other address)")
+    lines.append(f"  {d.name:<{width}}  {_flags(d)}  (every other address)")
+    lines.append(f"alerts: fold_window={config.fold_window:g} s")
+    syslog = config.syslog
+    if syslog is not None:
+        facility = next(k for k, v in _FACILITIES.items() if v == syslog.facility)
+        lines.append(
+            f"syslog: {syslog.protocol}://{syslog.host}:{syslog.port} facility {facility} "
+            "(capture; read only with --syslog)"
+        )
+    else:
+        lines.append("syslog: off")
+    if config.state_file is not None:
+        lines.append(
+            f"baseline: state_file: {config.state_file} (read updates it only with "
+            "--update-baseline)"
+        )
+    else:
+        lines.append("baseline: in memory only (no state_file)")
     lines.append("rules:")
     radiology_rules = ("non-radiology-association", "radiology-boundary")
     for rule in config.rules.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from dissectors.base import Summarized
@@ -21,6 +22,7 @@ from ..capture.decode import Segment
 from ..flow.endpoints import endpoints, generic_endpoints
 from ..flow.table import FlowInfo
 from .baseline import Baseline, Novelty
+from .catalogue import Severity
 from .config import Config, RuleConfig
 from .findings import Finding, allowed
 from .inventory import Inventory
@@ -93,11 +95,14 @@ class PolicyEngine:
         sop_class: str | None = None,
         move_destination: str | None = None,
         protocol: str = "dicom",
+        severity: Severity | None = None,
         **fields: Any,
     ) -> None:
         rule = self._rule(rule_id)
         if rule is None or allowed(rule, view, sop_class, move_destination):
             return
+        if severity is not None and severity is not rule.severity:
+            rule = dataclasses.replace(rule, severity=severity)
         out.append(Finding(rule, view, ts, message, fields, protocol))
 
     # -- events ---------------------------------------------------------------------
@@ -200,6 +205,8 @@ class PolicyEngine:
                 if nmap
                 else "default echoscu AE titles"
             )
+            # A plain DCMTK echoscu with its default AE titles is how biomedical staff test a
+            # link every day: said at info. nmap's fingerprint keeps the configured severity.
             self._finding(
                 out,
                 "scanner-probe",
@@ -207,6 +214,7 @@ class PolicyEngine:
                 ts,
                 f"DICOM scanner probe from {v.requestor_ip}: called ANY-SCP, calling ECHOSCU, "
                 f"Verification only, {what}",
+                severity=None if nmap else Severity.INFO,
                 scanner={"nmap_fingerprint": nmap},
             )
         if ui is not None and ui.user_identity is not None:
@@ -306,7 +314,12 @@ class PolicyEngine:
         self.inventory.sop_class(sender_ip, command.sop_class_uid)
         field_ = command.command_field
         if field_ in _QUERY_RETRIEVE and event.direction == requestor:
-            if v.requestor_zone.trust is not Trust.INTERNAL:
+            # Exfiltration needs the images inside: an acceptor in an external zone (two
+            # hosts both outside the hospital) is none of its business.
+            if (
+                v.requestor_zone.trust is not Trust.INTERNAL
+                and v.acceptor_zone.trust is not Trust.EXTERNAL
+            ):
                 self._finding(
                     out,
                     "query-retrieve-untrusted",
@@ -394,7 +407,10 @@ class PolicyEngine:
         )
         out: list[Finding] = []
         pair = f"{c_ip} ({view.requestor_zone.name}) -> {s_ip}:{s_port} ({view.acceptor_zone.name})"
-        facts = {"client_zone": view.requestor_zone.name, "server_zone": view.acceptor_zone.name}
+        facts: dict[str, Any] = {
+            "client_zone": view.requestor_zone.name,
+            "server_zone": view.acceptor_zone.name,
+        }
         if view.inbound or view.outbound:
             way = "into the network" if view.inbound else "out of the network"
             self._finding(

@@ -149,6 +149,17 @@ def test_every_alert_has_severity_kind_and_annotations() -> None:
         assert "for" in rule, rule["alert"]
 
 
+def test_annotations_name_the_event_field_that_holds_the_rule_slug() -> None:
+    """The `rule` label is the slug: in the events it is rule.id (rule.name is the sentence)."""
+    from sensor.policy.catalogue import RULES_BY_ID
+
+    for rule in _alerting_rules():
+        text = " ".join(rule["annotations"].values())
+        assert "rule.name=" not in text, rule["alert"]
+        for slug in re.findall(r"rule\.id=([a-z0-9-]+)", text):
+            assert slug in RULES_BY_ID, (rule["alert"], slug)
+
+
 def test_rule_tests_cover_the_whole_catalogue() -> None:
     """The "every rule" unit test feeds each catalogue rule once, at its default severity."""
     (case,) = [c for c in _load(RULES_TEST)["tests"] if "every rule" in c["name"]]
@@ -283,6 +294,73 @@ def test_dashboard_exprs_parse_with_promtool(dashboard: dict[str, Any], tmp_path
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
+FINDINGS_PANELS = ("Findings (range)", "Findings by rule and severity (range)")
+
+
+def test_findings_panels_count_what_a_sensor_had_at_its_first_scrape(
+    dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """The panels' own expressions as recording rules, run by promtool on recorded series.
+
+    A sensor scraped for the first time with 5 findings already counted (an offline read
+    with --hold, findings in the first seconds of a capture) must show them: a bare
+    increase() gives 0 there while the alerts fire.
+    """
+    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
+    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
+
+    def substitute(expr: str) -> str:
+        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
+
+    rules = [
+        {"record": f"dashboard:panel_{i}", "expr": substitute(panels[title]["targets"][0]["expr"])}
+        for i, title in enumerate(FINDINGS_PANELS)
+    ]
+    rules_file = tmp_path / "panels.rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    born = 'dicom_alerts_total{sensor="tap-1",rule="ae-brute-force",severity="high"}'
+    rising = 'dicom_alerts_total{sensor="tap-1",rule="perimeter-inbound",severity="high"}'
+    older = 'dicom_alerts_total{sensor="tap-1",rule="new-node",severity="low"}'
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # first scraped at 40m with 5 findings already counted
+                    {"series": born, "values": "_x40 5x60"},
+                    # scraped from the start, 3 findings between 50m and 52m
+                    {"series": rising, "values": "0x50 1 2 3x50"},
+                    # 7 findings, all before the range (30m..90m): not counted
+                    {"series": older, "values": "7x100"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "dashboard:panel_0",
+                        "eval_time": "90m",
+                        "exp_samples": [{"labels": "dashboard:panel_0", "value": 8}],
+                    },
+                    {
+                        "expr": "dashboard:panel_1",
+                        "eval_time": "90m",
+                        "exp_samples": [
+                            {"labels": 'dashboard:panel_1{rule="ae-brute-force",'
+                                       'severity="high"}', "value": 5},
+                            {"labels": 'dashboard:panel_1{rule="perimeter-inbound",'
+                                       'severity="high"}', "value": 3},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }  # fmt: skip
+    test_file = tmp_path / "panels.test.yml"
+    test_file.write_text(yaml.safe_dump(tests))
+    result = _run(_tool("promtool", "prometheus"), "test", "rules", test_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dashboard_names_only_exported_or_recorded_metrics(
     dashboard: dict[str, Any], exported_names: set[str]
 ) -> None:
@@ -353,6 +431,60 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert "CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN\n" in text
     assert "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN\n" in text
     assert re.search(r"^User=(?!root)\S+$", text, re.M)
+
+
+def _unit_commands(text: str) -> dict[str, list[str]]:
+    """ExecStartPre and ExecStart of the unit, continuation lines joined, split into words."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return {m[1]: m[2].split() for m in re.finditer(r"^(ExecStart(?:Pre)?)=(.*)$", joined, re.M)}
+
+
+def test_every_path_the_unit_and_example_config_write_is_writable_in_the_sandbox() -> None:
+    """ProtectSystem=strict leaves only the unit's State- and LogsDirectory writable."""
+    from sensor.policy.config import load_config
+
+    text = SYSTEMD_UNIT.read_text()
+    assert "ProtectSystem=strict" in text
+    assert "ReadWritePaths=" not in text
+    iface = "eth1"
+    dirs = {
+        "%S": re.search(r"^StateDirectory=(\S+)$", text, re.M)[1],  # type: ignore[index]
+        "%L": re.search(r"^LogsDirectory=(\S+)$", text, re.M)[1],  # type: ignore[index]
+    }
+    roots = {"%S": "/var/lib", "%L": "/var/log"}
+    writable = [f"{roots[k]}/{v.replace('%i', iface)}" for k, v in dirs.items()]
+
+    def expand(word: str) -> str:
+        for spec, root in roots.items():
+            word = word.replace(spec, root)
+        return word.replace("%i", iface)
+
+    commands = _unit_commands(text)
+    for name in ("ExecStartPre", "ExecStart"):
+        words = commands[name]
+        assert "--state-dir" in words, name
+        state_dir = expand(words[words.index("--state-dir") + 1])
+        assert state_dir == writable[0], name
+    words = commands["ExecStart"]
+    for option in ("--events", "--associations", "--inventory", "--inventory-csv", "--metrics"):
+        if option in words:
+            path = expand(words[words.index(option) + 1])
+            assert any(path.startswith(d + "/") for d in writable), (option, path)
+    config = load_config(DEPLOY / "zones.example.yaml", state_dir)
+    assert config.state_file is not None
+    assert any(config.state_file.startswith(d + "/") for d in writable), config.state_file
+
+
+def test_check_config_accepts_the_example_in_a_writable_state_dir(tmp_path: Path) -> None:
+    result = _run(sys.executable, "-m", "sensor.cli", "check-config",
+                  DEPLOY / "zones.example.yaml", "--state-dir", tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"state_file: {tmp_path}/baseline.json" in result.stdout
+    gone = tmp_path / "not-created"
+    result = _run(sys.executable, "-m", "sensor.cli", "check-config",
+                  DEPLOY / "zones.example.yaml", "--state-dir", gone)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "baseline.state_file" in result.stderr
 
 
 # ------------------------------------------------------------------------ end to end

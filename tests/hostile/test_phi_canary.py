@@ -116,7 +116,7 @@ def test_canaries_are_in_the_capture() -> None:
 def test_no_canary_in_any_output(tmp_path: Path) -> None:
     cfg = config_with_baseline(tmp_path)
     run = run_sensor([CAPTURE, *OTHER_CANARY_CAPTURES], tmp_path / "out",
-                     extra=["--config", str(cfg)])  # fmt: skip
+                     extra=["--config", str(cfg), "--update-baseline"])  # fmt: skip
     assert run.rc == 0, run.stderr
     records = run.records()
     assert len(records) >= 5

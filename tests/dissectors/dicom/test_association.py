@@ -227,6 +227,15 @@ def test_connection_closed_inside_pdata_is_truncated() -> None:
     ]
 
 
+@pytest.mark.parametrize("reason", [CloseReason.CAPTURE_ENDED, CloseReason.EVICTED])
+def test_capture_ended_inside_pdata_is_not_truncated(reason: CloseReason) -> None:
+    # SIGTERM or the end of the file stopped the sensor, not the connection.
+    feeder = established()
+    feeder.feed(ORIGIN, v.PDATA_ECHO_RQ[:40], TS)
+    assert feeder.session.close(reason, TS) == [AssociationEnded(TS, reason.value, "accepted")]
+    assert feeder.session.state.anomalies == Counter()
+
+
 def test_second_abort_keeps_the_first() -> None:
     feeder = established()
     feeder.feed(PEER, v.ABORT_PROVIDER, TS)

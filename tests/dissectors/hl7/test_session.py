@@ -402,3 +402,12 @@ def test_gap_event_reads_like_an_anomaly() -> None:
     )
     assert GapDetected(1.0, PEER, None, False).detail.startswith("an unknown number of bytes lost")
     assert not hasattr(HL7Message, "reason")
+
+
+@pytest.mark.parametrize("reason", [CloseReason.CAPTURE_ENDED, CloseReason.EVICTED])
+def test_capture_ended_inside_a_frame_is_not_truncated(reason: CloseReason) -> None:
+    # The sensor stopped (end of file, SIGTERM, eviction); the connection did not end.
+    s = HL7Session()
+    _consumed, events = s.feed(ORIGIN, v.ADT_MISSING_END, 0.0)
+    events += s.close(reason, 1.0)
+    assert not [e for e in events if isinstance(e, Anomaly)]

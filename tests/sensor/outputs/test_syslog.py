@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def _config(tmp_path: Path, port: int, protocol: str) -> Path:
     return path
 
 
-def _read(tmp_path: Path, config: Path) -> list[dict[str, object]]:
+def _read(tmp_path: Path, config: Path, *extra: str) -> list[dict[str, object]]:
     events = tmp_path / "events.jsonl"
     rc = main(
         [
@@ -43,6 +44,7 @@ def _read(tmp_path: Path, config: Path) -> list[dict[str, object]]:
             "--events",
             str(events),
             "-q",
+            *(extra or ("--syslog",)),
         ]
     )
     assert rc == 0
@@ -101,12 +103,77 @@ def test_alerts_reach_a_tcp_collector_in_octet_counted_frames(tmp_path: Path) ->
     _check(messages, alerts)
 
 
-def test_an_unreachable_collector_does_not_stop_the_sensor(tmp_path: Path) -> None:
+def _free_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
+    port = int(probe.getsockname()[1])
     probe.close()  # nothing listens there now
-    assert _read(tmp_path, _config(tmp_path, port, "tcp"))
+    return port
+
+
+def test_an_unreachable_collector_is_said_once_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics = tmp_path / "metrics.prom"
+    alerts = _read(tmp_path, _config(tmp_path, _free_port(), "tcp"), "--syslog",
+                   "--metrics", str(metrics))  # fmt: skip
+    assert len(alerts) > 1
+    said = [line for line in capsys.readouterr().err.splitlines() if "syslog" in line]
+    assert len(said) == 1, said
+    assert said[0].startswith("dicom-sensor: syslog tcp://127.0.0.1:")
+    failed = re.search(r'dicom_sensor_output_failures_total\{output="syslog"\} (\S+)',
+                       metrics.read_text())  # fmt: skip
+    assert failed and float(failed[1]) == len(alerts)
+
+
+def test_an_unknown_collector_host_is_said_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, 514, "udp")
+    config.write_text(config.read_text().replace("127.0.0.1", "no-such-host.invalid"))
+    assert _read(tmp_path, config)
+    said = [line for line in capsys.readouterr().err.splitlines() if "syslog" in line]
+    assert len(said) == 1 and "no-such-host.invalid" in said[0], said
+
+
+def test_a_silent_collector_never_blocks_the_writer() -> None:
+    """A collector whose connect hangs (1 s each): write() returns at once, drops counted."""
+    from sensor.outputs.syslog import SyslogSender
+    from sensor.policy.config import SyslogConfig
+
+    class Hanging(SyslogSender):
+        def _connect(self) -> None:
+            time.sleep(1.0)  # what a SYN into the void costs with the 1 s timeout
+            return None
+
+    sender = Hanging(SyslogConfig("192.0.2.1", 514, "tcp", 16), queue_size=4)
+    event = {"rule": {"id": "r"}, "dicom": {"alert": {"severity": "high"}}}
+    started = time.monotonic()
+    for _ in range(100):
+        sender.write(event)
+    assert time.monotonic() - started < 0.5
+    sender.close(timeout=0.2)
+    assert sender.sent == 0
+    assert sender.counters["syslog"] == sender.failed == 100
+
+
+def test_read_sends_nothing_without_syslog(tmp_path: Path) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    alerts = _read(tmp_path, _config(tmp_path, server.getsockname()[1], "udp"), "--no-progress")
+    assert alerts
+    with pytest.raises(TimeoutError):
+        server.recv(65535)
+    server.close()
+
+
+def test_syslog_without_a_collector_in_the_config_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["read", str(SCENARIO / "capture.pcap"), "--syslog", "-q"])
+    assert rc == 2
+    assert capsys.readouterr().err.startswith("dicom-sensor: --syslog: ")
 
 
 @pytest.mark.parametrize("value", ["udp", "tcp"])

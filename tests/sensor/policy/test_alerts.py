@@ -65,8 +65,9 @@ def test_repeats_within_window_fold_into_one_event(repeats: int, close: str) -> 
         out = folder.offer(finding(ts=T0 + WINDOW + 5, message="Later"))
     folded = out[0]
     assert folded["event"]["action"] == "folded"
-    assert folded["dicom"]["alert"]["count"] == 1 + repeats
-    assert folded["message"] == f"First ({1 + repeats} times)"
+    # the repeats only: the first finding was its own `detected` event
+    assert folded["dicom"]["alert"]["count"] == repeats
+    assert folded["message"] == f"First ({repeats} more time{'' if repeats == 1 else 's'})"
     assert folded["event"]["start"] == first_iso(T0)
     assert folded["event"]["end"] == folded["@timestamp"] == first_iso(last)
     if close == "next-offer":
@@ -102,7 +103,7 @@ def test_different_keys_are_not_folded_together(other: dict[str, str]) -> None:
     assert folder.offer(finding(ts=T0 + 3, **other)) == []
     assert folder.offer(finding(ts=T0 + 4, **other)) == []
     counts = sorted(e["dicom"]["alert"]["count"] for e in folder.flush())
-    assert counts == [2, 3]
+    assert counts == [1, 2]
 
 
 @pytest.mark.parametrize("rule_id", ["association-sweep", "ae-brute-force"])
@@ -113,7 +114,7 @@ def test_source_keyed_rules_fold_across_destinations(rule_id: str) -> None:
     for i in range(2, 30):
         assert folder.offer(finding(rule_id, ts=T0 + i, dst=f"10.0.0.{i}")) == []
     [folded] = folder.flush()
-    assert folded["dicom"]["alert"]["count"] == 29
+    assert folded["dicom"]["alert"]["count"] == 28
 
 
 def test_expiry_closes_only_old_folds() -> None:
@@ -136,7 +137,7 @@ def test_zero_window_folds_nothing() -> None:
 
 
 def test_brute_force_folds_into_one_alert_with_count(tmp_path: Path) -> None:
-    """Eight guessed called AE titles, threshold 3: one alert now, one folded with 6 later."""
+    """Eight guessed called AE titles, threshold 3: one alert now, one folded with 5 later."""
     net = Net(hospital(tmp_path))
     folder = AlertFolder(WINDOW)
     events = []
@@ -147,7 +148,20 @@ def test_brute_force_folds_into_one_alert_with_count(tmp_path: Path) -> None:
     brute = [e for e in events if e["rule"]["id"] == "ae-brute-force"]
     assert len(brute) == 1 and brute[0]["event"]["action"] == "detected"
     brute = [e for e in folder.flush() if e["rule"]["id"] == "ae-brute-force"]
-    assert [e["dicom"]["alert"]["count"] for e in brute] == [6]
+    assert [e["dicom"]["alert"]["count"] for e in brute] == [5]
+
+
+def test_counts_summed_over_events_equal_the_findings() -> None:
+    """What the summary and dicom_alerts_total count (every finding) is what the events sum to."""
+    folder = AlertFolder(WINDOW)
+    events = []
+    findings = 0
+    for i in range(40):
+        src = f"203.0.113.{i % 3}"
+        events.extend(folder.offer(finding(ts=T0 + 17 * i, src=src)))
+        findings += 1
+    events.extend(folder.flush())
+    assert sum(e["dicom"]["alert"]["count"] for e in events) == findings
 
 
 # -- the event itself ------------------------------------------------------------------

@@ -469,6 +469,59 @@ ERRORS = [
         """,
         1, "config", "expected a mapping", id="top-level-list",
     ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: [10.30.0.0/24]
+          vna:
+            cidrs: [10.30.0.0/24]
+        """,
+        5, "zones.vna.cidrs", "10.30.0.0/24 is already in zone 'pacs'", id="cidr-in-two-zones",
+    ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: [10.30.0.0/24, "fd00::/8", 10.30.0.0/24]
+        """,
+        3, "zones.pacs.cidrs", "10.30.0.0/24 given twice", id="cidr-twice-in-a-zone",
+    ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: []
+        """,
+        3, "zones.pacs.cidrs", "empty", id="empty-cidrs",
+    ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: [10.30.0.1/16]
+        """,
+        3, "zones.pacs.cidrs", "'10.30.0.1/16' has host bits set (did you mean 10.30.0.0/16?)",
+        id="host-bits",
+    ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: ["fd00::1/64"]
+        """,
+        3, "zones.pacs.cidrs", "host bits set (did you mean fd00::/64?)", id="host-bits-v6",
+    ),
+    pytest.param(
+        """
+        zones:
+          pacs:
+            cidrs: [10.30.0.0/24]
+        default_zone:
+          name: pacs
+        """,
+        5, "default_zone.name", "'pacs' is a declared zone", id="default-zone-named-like-a-zone",
+    ),
 ]  # fmt: skip
 
 
@@ -519,8 +572,29 @@ def test_empty_file_is_an_error(tmp_path: Path, text: str) -> None:
 def test_unreadable_file_names_file(tmp_path: Path) -> None:
     path = tmp_path / "zones.yaml"
     path.write_bytes(b"zones: {}\n\xff\xfe\n")
-    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: cannot read"):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: not a text"):
         load_config(path)
+
+
+@pytest.mark.parametrize("data", [b"\x7fELF\x02\x01\x01\x00" + bytes(64), b"\xd4\xc3\xb2\xa1" * 8])
+def test_binary_file_is_one_clear_line(tmp_path: Path, data: bytes) -> None:
+    """A capture or a program given as --config: no codec error, no YAML error."""
+    path = tmp_path / "zones.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value) == (
+        f"{path}: not a text (UTF-8) YAML file; is it a capture or a program?"
+    )
+
+
+def test_relative_state_file_lies_in_the_state_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, "baseline:\n  state_file: baseline.json\n")
+    assert load_config(path, "/var/lib/dicom-sensor/ens1f1").state_file == (
+        "/var/lib/dicom-sensor/ens1f1/baseline.json"
+    )
+    absolute = write(tmp_path, "baseline:\n  state_file: /srv/b.json\n")
+    assert load_config(absolute, "/var/lib/x").state_file == "/srv/b.json"
 
 
 # -- describe(): what check-config prints ---------------------------------------------
@@ -564,10 +638,35 @@ def test_describe_hospital(tmp_path: Path) -> None:
     brute = rule_line(lines, "ae-brute-force")
     assert "critical" in brute and "threshold=3" in brute and "window=30" in brute
     [pacs] = [x for x in lines if x.startswith("  pacs ")]
-    assert pacs.split() == ["pacs", "dmz", "yes", "10.20.0.0/24"]
+    assert pacs.split() == ["pacs", "dmz", "yes", "yes", "10.20.0.0/24"]
     [default] = [x for x in lines if x.startswith("  internet ")]
     assert "(every other address)" in default
     assert len([x for x in lines if re.match(r"  (on |off) ", x)]) == len(RULES)
+
+
+def test_describe_shows_clinical_fold_window_syslog_and_state_file(tmp_path: Path) -> None:
+    lines = describe(
+        load(
+            tmp_path,
+            """
+            zones:
+              wards: {cidrs: [10.40.0.0/16], clinical: true}
+              office: {cidrs: [10.50.0.0/16]}
+            alerts:
+              fold_window: 120
+              syslog: {host: siem.example, port: 6514, protocol: tcp, facility: local4}
+            baseline:
+              state_file: /var/lib/dicom-sensor/b.json
+            """,
+        )
+    )
+    assert next(x for x in lines if x.startswith("  wards ")).split()[1:4] == [
+        "internal", "no", "yes"]  # fmt: skip
+    assert next(x for x in lines if x.startswith("  office ")).split()[1:4] == [
+        "internal", "no", "no"]  # fmt: skip
+    assert "alerts: fold_window=120 s" in lines
+    assert any(x.startswith("syslog: tcp://siem.example:6514 facility local4") for x in lines)
+    assert any(x.startswith("baseline: state_file: /var/lib/dicom-sensor/b.json") for x in lines)
 
 
 def test_describe_radiology_only_in_default_zone(tmp_path: Path) -> None:

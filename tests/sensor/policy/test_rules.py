@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sensor.policy.catalogue import DICOM_RULES, RULES_BY_ID
+from sensor.policy.catalogue import DICOM_RULES, RULES_BY_ID, Severity
 from sensor.policy.config import ConfigError, default_config, load_config
 from sensor.policy.engine import PolicyEngine
 from tests.dissectors.dicom import framing as f
@@ -441,8 +441,10 @@ def test_rule_fires(tmp_path: Path, case: Fires) -> None:
     found = net.of(case.rule)
     assert len(found) == case.count, [x.message for _, x in found]
     assert {trigger for trigger, _ in found} == {case.trigger}
+    plain_echoscu = case.id == "scanner-probe:echoscu-any-scp"  # said at info, see below
     for _, finding in found:
-        assert finding.rule.severity == RULES_BY_ID[case.rule].severity
+        expected = Severity.INFO if plain_echoscu else RULES_BY_ID[case.rule].severity
+        assert finding.rule.severity == expected
         assert finding.message and "\n" not in finding.message
 
 
@@ -527,6 +529,24 @@ def test_scanner_probe_nmap_fingerprint(tmp_path: Path, uid: str, version: str, 
     [(_, finding)] = net.of("scanner-probe")
     assert finding.fields["scanner"] == {"nmap_fingerprint": nmap}
     assert ("nmap" in finding.message) is nmap
+
+
+def test_plain_echoscu_is_info_and_nmap_keeps_its_severity(tmp_path: Path) -> None:
+    """Biomedical staff run echoscu with its default AE titles daily: info, not medium."""
+    net = run(tmp_path, "echoscu-any-scp")
+    [(_, plain)] = net.of("scanner-probe")
+    assert plain.rule.severity.value == "info"
+    net = run(tmp_path, "nmap-dicom-ping")
+    [(_, nmap)] = net.of("scanner-probe")
+    assert nmap.rule.severity.value == "medium"
+
+
+def test_query_retrieve_between_two_outside_hosts_is_not_exfiltration(tmp_path: Path) -> None:
+    net = run(tmp_path, "echoscu-to-storescp")
+    net.run(EXT, "198.51.100.99", find())  # both in the external default zone
+    assert net.of("query-retrieve-untrusted") == []
+    net.run(GUEST, "198.51.100.99", find())  # guest Wi-Fi (external) to the internet
+    assert net.of("query-retrieve-untrusted") == []
 
 
 def test_brute_force_counts_rejections_in_window(tmp_path: Path) -> None:

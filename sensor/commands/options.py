@@ -1,0 +1,108 @@
+"""Option values checked before anything is opened: one line and exit 2 for a bad one.
+
+Nothing the sensor reads (a capture, the config, a TLS file) may be named as an output,
+and no two outputs may share a file: either would destroy what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
+MAX_SNAPLEN = 262_144  # libpcap's MAXIMUM_SNAPLEN
+
+# (option, attribute) of every file output, in the order the help lists them.
+OUTPUTS = (
+    ("--associations", "associations"),
+    ("--events", "events"),
+    ("--zeek-log", "zeek_log"),
+    ("--metrics", "metrics"),
+    ("--inventory", "inventory"),
+    ("--inventory-csv", "inventory_csv"),
+)
+
+
+def _identity(path: str) -> tuple[str, object]:
+    """What makes two paths the same file: (device, inode) if it exists, else the real path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", (st.st_dev, st.st_ino))
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what, path) of every file the command reads."""
+    out = [(f"input {p}", p) for p in getattr(args, "files", None) or () if p != "-"]
+    for option, attr in (("--config", "config"), ("--tls-cert", "tls_cert"),
+                         ("--tls-key", "tls_key")):  # fmt: skip
+        value = getattr(args, attr, None)
+        if value:
+            out.append((option, value))
+    return out
+
+
+def _check_paths(args: argparse.Namespace) -> str | None:
+    inputs = {_identity(path): what for what, path in _inputs(args)}
+    seen: dict[tuple[str, object], str] = {}
+    for option, attr in OUTPUTS:
+        path = getattr(args, attr, None)
+        if not path or path == "-":
+            continue  # several outputs may share standard output, one line each
+        ident = _identity(path)
+        if ident in inputs:
+            return f"{option} {path}: is the sensor's {inputs[ident]}; it would be overwritten"
+        if ident in seen:
+            return f"{seen[ident]} and {option} name the same file {path}"
+        seen[ident] = option
+    return None
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """The first problem with the option values, as one line; None if they are usable."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if bool(cert) != bool(key):
+        return "--tls-cert and --tls-key go together: give both or neither"
+    if cert and not getattr(args, "metrics_listen", None):
+        return "--tls-cert and --tls-key serve /metrics: give --metrics-listen too"
+    if getattr(args, "hold", False) and not args.metrics_listen:
+        return "--hold keeps serving /metrics: give --metrics-listen too"
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        return f"--workers {workers}: must be at least 1"
+    snaplen = getattr(args, "snaplen", None)
+    if snaplen is not None and not MIN_SNAPLEN <= snaplen <= MAX_SNAPLEN:
+        return (
+            f"--snaplen {snaplen}: must be {MIN_SNAPLEN} to {MAX_SNAPLEN} bytes "
+            "(less shows no TCP payload)"
+        )
+    buffer_mb = getattr(args, "buffer_mb", None)
+    if buffer_mb is not None and buffer_mb < 1:
+        return f"--buffer-mb {buffer_mb}: must be at least 1 MiB"
+    for option, attr in (("--rotate-mb", "rotate_mb"), ("--rotate-seconds", "rotate_seconds")):
+        value = getattr(args, attr, None)
+        if value is not None and not value >= 0:
+            return f"{option} {value:g}: must be 0 (off) or more"
+    for port in getattr(args, "dicom_port", None) or ():
+        if not 0 < port < 65536:
+            return f"--dicom-port {port}: must be 1 to 65535"
+    bpf = getattr(args, "bpf", None)
+    shifting = re.search(r"\b(vlan|mpls|pppoes|geneve)\b", bpf or "")
+    if shifting:
+        return (
+            f"--bpf: {shifting[1]!r} shifts the packet offsets of the sensor's own filter, "
+            "which already looks under 802.1Q and QinQ tags; leave it out"
+        )
+    if bpf:
+        from ..capture.bpf import user_filter_problem
+
+        problem = user_filter_problem(bpf)
+        if problem is not None:
+            return problem
+    interfaces = getattr(args, "interface", None) or []
+    for i, name in enumerate(interfaces):
+        if name in interfaces[:i]:
+            return f"-i {name}: interface given twice"
+    return _check_paths(args)
