@@ -94,6 +94,8 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
         PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
         return -1;
     }
+    /* stdio's default 4 KiB buffer costs a read() per 4 KiB: about 0.1 s per 450 MB. */
+    setvbuf(self->fp, NULL, _IOFBF, 1 << 20);
     unsigned char head[24];
     if (fread(head, 1, 24, self->fp) != 24) {
         PyErr_SetString(PyExc_ValueError, "not a classic pcap file (short header)");
