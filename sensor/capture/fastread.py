@@ -9,6 +9,7 @@ every other capture, takes the Python path through libpcap; both give the same r
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,8 +26,8 @@ Packet = tuple[float, bytes, int]
 
 
 def available() -> bool:
-    """Whether the compiled reader was built."""
-    return fastpath is not None
+    """Whether the compiled reader was built (and not turned off for a comparison)."""
+    return fastpath is not None and not os.environ.get("DICOM_SENSOR_NO_FASTPATH")
 
 
 def endpoint(ip: str, port: int) -> bytes:
