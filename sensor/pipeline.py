@@ -202,6 +202,8 @@ class Pipeline:
         """The second pass in C (fastpath.c) when it is built and the file suits it."""
         if not (self.use_fast and fastread.available()) or capture.linktype != ETHERNET:
             return False
+        if capture.user_bpf:
+            return False  # read --bpf: libpcap applies the user's filter
         followed = self.followed
         services = {fastread.endpoint(ip, port) for ip, port in followed.services}
         flows = {
@@ -458,7 +460,10 @@ class Pipeline:
             (req_ip, _), (acc_ip, acc_port), _ = endpoints(info, session.state)
             if (acc_ip, acc_port) not in self.followed.services:
                 # Found through a mid-stream or tiny head: follow the service from now on.
+                before = self.followed.ports
                 self.followed.add_service(acc_ip, acc_port)
+                if self._live and self.followed.ports != before:
+                    self.reinstall_due = True
             zones = self.policy_config.zones
             pair = (zones.lookup(req_ip).name, zones.lookup(acc_ip).name)
             counters.association_requests[pair] += 1

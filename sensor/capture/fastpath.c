@@ -141,6 +141,14 @@ static PyObject *report(PyObject *key, Entry *e) {
     return r;
 }
 
+/* Why reading stopped: -1, or -2 (an exception set) if even the message cannot be made. */
+static int set_error(Scanner *self, const char *why) {
+    PyObject *text = PyUnicode_FromString(why);
+    if (!text) return -2;
+    Py_SETREF(self->error, text);
+    return -1;
+}
+
 /* Read one record into buf; 1 read, 0 end of file, -1 error (self->error set). */
 static int read_record(Scanner *self, double *ts, uint32_t *caplen, uint32_t *wire) {
     unsigned char rh[16];
@@ -151,8 +159,7 @@ static int read_record(Scanner *self, double *ts, uint32_t *caplen, uint32_t *wi
     *caplen = rd32(rh + 8, self->swapped);
     *wire = rd32(rh + 12, self->swapped);
     if (*caplen > 262144 * 4) {
-        Py_SETREF(self->error, PyUnicode_FromString("record longer than any snaplen"));
-        return -1;
+        return set_error(self, "record longer than any snaplen");
     }
     if (*caplen > self->bufsize) {
         unsigned char *nb = PyMem_Realloc(self->buf, *caplen);
@@ -168,8 +175,7 @@ static int read_record(Scanner *self, double *ts, uint32_t *caplen, uint32_t *wi
     self->packets++;
     return 1;
 cut:
-    Py_SETREF(self->error, PyUnicode_FromString("truncated dump file; cut mid-packet"));
-    return -1;
+    return set_error(self, "truncated dump file; cut mid-packet");
 }
 
 /*

@@ -75,18 +75,19 @@ class FastReader:
 
         ``apply(report, final)`` accounts what a flow's entry absorbed: before the packet it
         precedes (final: the entry is gone), and for the others every ``every`` packets read
-        and at the end.
+        and at the end, before that batch's packet.
         """
         scanner: Any = self.scanner
         while True:
             # One item at a time: handling it may register an entry for what follows.
             items, reports, done = scanner.batch(1, every)
+            # Every packet an entry absorbed in this batch came before the batch's item.
+            for report in reports:
+                apply(report, False)
             for ts, frame, wire, report in items:
                 if report is not None:
                     apply(report, True)
                 yield ts, frame, wire
-            for report in reports:
-                apply(report, False)
             if progress is not None and reports:
                 progress(scanner.tell())
             if done:

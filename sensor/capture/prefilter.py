@@ -114,18 +114,19 @@ class Followed:
         """Follow one connection."""
         if key not in self.flows:
             self.flows[key] = vlan
-            # A connection on a port already admitted needs no port of its own.
+            # A connection on a port already admitted holds that port; else the ports that
+            # admit it. Each is counted, so a port stays while any flow needs it.
             admitted = self.base_ports.union(self._ports)
-            if key[1] not in admitted and key[3] not in admitted:
-                added = service_ports(key)
-                self._flow_ports[key] = added
-                for port in added:
-                    self._ports[port] = self._ports.get(port, 0) + 1
+            held = tuple({p for p in (key[1], key[3]) if p in admitted}) or service_ports(key)
+            self._flow_ports[key] = held
+            for port in held:
+                self._ports[port] = self._ports.get(port, 0) + 1
             self._gauges()
 
     def drop_flow(self, key: FlowKey4) -> None:
         """Stop following one connection (it ended, or it is not DICOM after all)."""
-        if self.flows.pop(key, 0) != 0:
+        if key in self.flows:
+            del self.flows[key]
             for port in self._flow_ports.pop(key, ()):
                 left = self._ports[port] - 1
                 if left:

@@ -126,6 +126,8 @@ class FlowEngine:
             _, _, flow = heapq.heappop(heap)
             if flow.removed:
                 continue
+            if self._fast_regs:
+                self._fast_refresh(flow)
             deadline = flow.last_ts + self._timeout(flow)
             if deadline > now:
                 heapq.heappush(heap, (deadline, next(self._tick), flow))
@@ -188,6 +190,8 @@ class FlowEngine:
             seen, _, flow = heapq.heappop(heap)
             if flow.removed:
                 continue
+            if self._fast_regs:
+                self._fast_refresh(flow)
             if flow.last_ts > seen:
                 heapq.heappush(heap, (flow.last_ts, next(self._tick), flow))
                 continue
@@ -273,6 +277,10 @@ class FlowEngine:
 
     def _segment(self, flow: Flow, idx: int, seg: Segment) -> None:
         """Reassemble one segment of a probing or matched flow and act on what comes out."""
+        if self._fast_regs and flow.fast_key is not None:
+            # A packet the C loop could not read (a snaplen cut, IPv6 extension headers)
+            # comes after what it absorbed for this flow: account that first.
+            self._fast_refresh(flow)
         ts = seg.ts
         flow.last_ts = ts
         side = flow.sides[idx]
@@ -386,7 +394,11 @@ class FlowEngine:
         skipper = flow.skipper
         if nbytes and skipper is not None:
             direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
-            side.reasm.skip(seq, nbytes, last_ts)
+            if not side.reasm.skip(seq, nbytes, last_ts):
+                # The stream no longer stands where the entry began: never count twice.
+                self._fast_regs.pop(key, None)
+                self._dissector_error(flow, last_ts)
+                return
             reg[2] = (seq + nbytes) & 0xFFFFFFFF
             try:
                 events = skipper.skip(direction, nbytes, last_ts)
@@ -404,6 +416,11 @@ class FlowEngine:
                 self.fast_report(report, True)
         self._fast_regs.clear()
         self.fast = None
+
+    def _fast_refresh(self, flow: Flow) -> None:
+        """Take back what the compiled reader absorbed for this flow, if it holds an entry."""
+        if flow.fast_key is not None and flow.fast_key[0] in self._fast_regs:
+            self._fast_drop(flow)
 
     def _fast_drop(self, flow: Flow) -> None:
         """The flow ends or is ignored: take back what the compiled reader absorbed."""

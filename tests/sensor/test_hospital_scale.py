@@ -107,43 +107,35 @@ def test_stdin_read_reports_every_association(
 
 
 def test_live_capture_reports_every_association(
-    capture: tuple[Path, dict[str, Any]], tmp_path: Path
+    capture: tuple[Path, dict[str, Any]], tmp_path: Path, veth: tuple[str, str]
 ) -> None:
     """The same capture replayed onto a veth of our own at a fixed modest rate."""
-    import os
     import signal
     import time
 
     path, truth = capture
-    tag = f"{os.getpid() % 10000:04d}"
-    a, b = f"dsh{tag}a", f"dsh{tag}b"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    a, b = veth
+    out = tmp_path / "live.jsonl"
+    sensor = subprocess.Popen(
+        [sys.executable, "-m", "sensor.cli", "capture", "-i", a, "--associations", str(out)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        for name in (a, b):
-            subprocess.run(["ip", "link", "set", name, "mtu", "9000", "up"], check=True)
-        out = tmp_path / "live.jsonl"
-        sensor = subprocess.Popen(
-            [sys.executable, "-m", "sensor.cli", "capture", "-i", a, "--associations", str(out)],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
+        time.sleep(2.0)
+        subprocess.run(
+            ["tcpreplay", "-q", f"--intf1={b}", "--pps=8000", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
-        try:
-            time.sleep(2.0)
-            subprocess.run(
-                ["tcpreplay", "-q", f"--intf1={b}", "--pps=8000", str(path)],
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-            time.sleep(2.0)
-        finally:
-            sensor.send_signal(signal.SIGTERM)
-            _, stderr = sensor.communicate(timeout=60)
-        assert sensor.returncode == 0, stderr[-2000:]
-        [stopped] = [json.loads(x) for x in stderr.splitlines() if '"capture.stopped"' in x]
-        assert stopped["dropped_kernel"] == 0, stopped
-        records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-        check(records, truth)
+        time.sleep(2.0)
     finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
+        sensor.send_signal(signal.SIGTERM)
+        _, stderr = sensor.communicate(timeout=60)
+    assert sensor.returncode == 0, stderr[-2000:]
+    [stopped] = [json.loads(x) for x in stderr.splitlines() if '"capture.stopped"' in x]
+    assert stopped["dropped_kernel"] == 0, stopped
+    records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    check(records, truth)

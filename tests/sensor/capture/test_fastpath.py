@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,33 @@ def test_keys_match_the_c_side() -> None:
     assert a_lower and key == a + b + b"\xff\xff"
     key6, _ = fastread.flow_key(fastread.endpoint("::1", 1), fastread.endpoint("::2", 2), 7)
     assert len(key6) == 38 and key6.endswith(b"\x00\x07")
+
+
+def _with_cut_frames(src: Path, dst: Path, every: int) -> int:
+    """Copy a classic pcap, keeping only the first 100 bytes of every ``every``-th large frame
+    (its original length kept): a snaplen cut in the middle of absorbed data-set segments."""
+    data = src.read_bytes()
+    out = bytearray(data[:24])
+    pos, n, cut = 24, 0, 0
+    while pos + 16 <= len(data):
+        sec, usec, caplen, wire = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16 : pos + 16 + caplen]
+        pos += 16 + caplen
+        if caplen > 1000:
+            n += 1
+            if n % every == 0:
+                frame = frame[:100]
+                cut += 1
+        out += struct.pack("<IIII", sec, usec, len(frame), wire) + frame
+    dst.write_bytes(bytes(out))
+    return cut
+
+
+def test_snaplen_cut_frames_between_absorbed_segments(tmp_path: Path) -> None:
+    """A frame the C loop hands over whole (cut by the snaplen) comes after what it absorbed."""
+    for every in (3, 7):
+        path = tmp_path / f"cut{every}.pcap"
+        assert _with_cut_frames(PCAPS / "dcmtk-store-11112" / "capture.pcap", path, every) > 0
+        fast, slow = run([path], True), run([path], False)
+        assert fast[:3] == slow[:3]
+        assert fast[3] > 0

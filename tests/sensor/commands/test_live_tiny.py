@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pcapy
-import pytest
 
 from ..capture.test_tiny_segments import _key, _records
 from ..capture.tiny import recut, remap_ports
@@ -20,20 +17,6 @@ from ..capture.tiny import recut, remap_ports
 ROOT = Path(__file__).resolve().parents[3]
 OFF_DICOM = {104: 8104, 11112: 8112}
 CASES = ["dcmtk-find-move-get", "pynetdicom-user-identity", "derived-vlan"]
-
-
-@pytest.fixture
-def veth() -> Iterator[tuple[str, str]]:
-    """A veth pair of our own in the root namespace, removed afterwards."""
-    tag = f"{os.getpid() % 10000:04d}"
-    a, b = f"dst{tag}a", f"dst{tag}b"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    try:
-        for name in (a, b):
-            subprocess.run(["ip", "link", "set", name, "mtu", "9000", "up"], check=True)
-        yield a, b
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
 
 
 def test_live_tiny_segments_give_the_same_associations(

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 CASES = ["dcmtk-find-move-get", "dcmtk-store-11112", "abort-by-acceptor", "derived-parallel"]
@@ -23,20 +19,6 @@ EXPECTED = [
     e for case in CASES for e in json.loads((ROOT / "pcaps" / case / "expected.json").read_text())
 ]
 ABORTED = sum(1 for e in EXPECTED if e["end"] == "aborted")
-
-
-@pytest.fixture
-def veth() -> Iterator[tuple[str, str]]:
-    """A veth pair of our own in the root namespace, removed afterwards."""
-    tag = f"{os.getpid() % 10000:04d}"
-    a, b = f"dsw{tag}a", f"dsw{tag}b"
-    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-    try:
-        for name in (a, b):
-            subprocess.run(["ip", "link", "set", name, "mtu", "9000", "up"], check=True)
-        yield a, b
-    finally:
-        subprocess.run(["ip", "link", "del", a], check=False)
 
 
 def _free_port() -> int:
