@@ -26,7 +26,7 @@ from .capture import fastread
 from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
 from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment
 from .capture.offline import OfflineCapture, Packet, ReadResult
-from .capture.prefilter import MAX_PORTS, Followed, flow_key
+from .capture.prefilter import Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
@@ -57,7 +57,6 @@ class ReadConfig:
     """How the offline reader works."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
-    max_filter_ports: int = MAX_PORTS
 
 
 @dataclass(slots=True)
@@ -113,10 +112,9 @@ class Pipeline:
             self.dissectors, self._on_event, self._on_close, self.config.engine
         )
         # The exact set followed, of any size; libpcap or the kernel admits a superset.
-        self.followed = Followed(self._heads, self.config.max_filter_ports)
+        self.followed = Followed(self._heads)
         self.engine.forget = self.followed.drop_flow
         self._probe_new = True  # single pass: new flows' first payloads are probed here
-        self._fallback_said = False
         self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
         self._live = False
         self.use_fast = True  # the compiled second pass, when built (tests turn it off)
@@ -174,7 +172,6 @@ class Pipeline:
                     return self._counted(capture, counting, result)
                 expr = self.followed.expression(capture.linktype)
                 self.followed.installed()
-                self._say_fallback()
                 self.feed(capture.packets(expr, result, progress), decode)
         else:
             # One pass over every TCP segment: a flow's packets before its first head
@@ -258,21 +255,9 @@ class Pipeline:
                     setfilter(expr)
                     last[i] = expr
                     self.followed.installed()
-            self._say_fallback()
 
         self.reinstall = reinstall
         reinstall()
-
-    def _say_fallback(self) -> None:
-        """Once per run: the followed ports are too many, so all of TCP is read."""
-        if self.followed.fallback and not self._fallback_said:
-            self._fallback_said = True
-            note = (
-                f"{len(self.followed.ports)} followed TCP ports exceed the prefilter's "
-                f"{self.followed.max_ports}: reading all of TCP (slower; nothing is missed)"
-            )
-            self.notes.append(note)
-            print(f"dicom-sensor: {note}", file=sys.stderr)
 
     @staticmethod
     def _why_unfiltered(capture: OfflineCapture) -> str | None:

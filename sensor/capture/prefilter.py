@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bpf import ETHERNET, all_tcp_filter, vlan_wrapped
+from .bpf import ETHERNET, vlan_wrapped
 from .decode import Segment
 
 FlowKey4 = tuple[str, int, str, int]
@@ -21,7 +21,6 @@ FlowKey4 = tuple[str, int, str, int]
 # between a port below this and one above it is a client talking to the lower port.
 EPHEMERAL_LOW = 32768
 MAX_TERMS = 24  # libpcap's optimiser is quadratic in the terms: 24 compile in about 30 ms
-MAX_PORTS = 65536  # past this many ports (never, for TCP) the filter would admit all of TCP
 
 
 def port_ranges(ports: list[int], max_terms: int) -> list[tuple[int, int]]:
@@ -61,7 +60,6 @@ class PrefilterStats:
     """How the prefilter has done; exported as dicom_sensor_prefilter_* metrics."""
 
     installs: int = 0  # filters compiled and installed
-    fallbacks: int = 0  # installs that had to admit all of TCP (too many ports)
     tiny_heads: int = 0  # connections followed because a 1-9 byte payload may start a head
     late_flows: int = 0  # live: flows whose port the kernel filter admitted only at their head
     services: int = 0  # gauges, kept current by Followed
@@ -72,9 +70,8 @@ class PrefilterStats:
 class Followed:
     """The services and connections being followed, and the filter that admits them."""
 
-    def __init__(self, heads: str, max_ports: int = MAX_PORTS, max_terms: int = MAX_TERMS) -> None:
+    def __init__(self, heads: str, max_terms: int = MAX_TERMS) -> None:
         self.heads = heads
-        self.max_ports = max_ports
         self.max_terms = max_terms
         self.services: set[tuple[str, int]] = set()
         self.flows: dict[FlowKey4, int | None] = {}  # connection -> its VLAN id
@@ -85,7 +82,6 @@ class Followed:
         # first association to a service there loses nothing while its filter is reinstalled).
         self.base_ports: frozenset[int] = frozenset()
         self.stats = PrefilterStats()
-        self.fallback = False
 
     def __len__(self) -> int:
         return len(self.services) + len(self.flows)
@@ -146,15 +142,11 @@ class Followed:
         return self._wrap(linktype, f"({self.heads})", True)
 
     def expression(self, linktype: int, any_tags: bool = False) -> str:
-        """Heads, tiny payloads and the followed ports; all of TCP past ``max_ports``.
+        """Heads, tiny payloads and the followed ports (as at most ``max_terms`` ranges).
 
         ``any_tags``: look under VLAN tags even if no tagged head was seen yet (one pass).
         """
         ports = self.ports
-        if len(ports) > self.max_ports:
-            self.fallback = True
-            return all_tcp_filter(linktype)
-        self.fallback = False
         if not ports:
             return self._wrap(linktype, f"({self.heads})", any_tags)
         # `tcp port` covers IPv4 and IPv6. Ports come first: a heads test that loads a
@@ -166,10 +158,8 @@ class Followed:
         return self._wrap(linktype, f"{listed} or ({self.heads})", any_tags)
 
     def installed(self) -> None:
-        """Count a filter compiled and installed (and whether it had to admit all TCP)."""
+        """Count a filter compiled and installed."""
         self.stats.installs += 1
-        if self.fallback:
-            self.stats.fallbacks += 1
 
     def _wrap(self, linktype: int, inner: str, any_tags: bool) -> str:
         tags = any_tags or self.tagged

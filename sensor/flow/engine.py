@@ -350,9 +350,14 @@ class FlowEngine:
         """Let the compiled reader absorb this direction's coming data-set segments."""
         side = flow.sides[idx]
         skipper = flow.skipper
-        if skipper is None or side.tail or flow.sides[1 - idx].reasm.buffered_segments:
+        if skipper is None or side.tail:
             return
-        if flow.sides[1 - idx].reasm.fin_seen:
+        # Most calls end here: the session is at a PDU or PDV header, or in a command.
+        n = skipper.skippable(Direction.ORIGIN if idx == flow.origin else Direction.PEER)
+        if n <= 0:
+            return
+        other = flow.sides[1 - idx].reasm
+        if other.buffered_segments or other.fin_seen:
             return
         seq = side.reasm.next_seq()
         if seq is None:
@@ -364,10 +369,6 @@ class FlowEngine:
             keyed = flow.fast_key = fast_flow_key(a, b, flow.key[4])
         key, side0_lower = keyed
         if key in self._fast_regs:
-            return
-        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
-        n = skipper.skippable(direction)
-        if n <= 0:
             return
         # The C side numbers directions by the lower endpoint of the key.
         data_dir = 0 if (idx == 0) == side0_lower else 1

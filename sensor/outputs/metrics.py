@@ -258,12 +258,6 @@ class SensorCollector(Collector):
             ),
             (
                 CounterMetricFamily,
-                "dicom_sensor_prefilter_fallbacks",
-                "Prefilter installs that admitted all of TCP: more ports than the cap.",
-                pf.fallbacks,
-            ),
-            (
-                CounterMetricFamily,
                 "dicom_sensor_prefilter_late_flows",
                 "Live flows on a port the kernel filter admitted only once their head was seen "
                 "(packets before the new filter are lost; see --dicom-port, --prefilter all).",

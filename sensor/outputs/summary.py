@@ -75,8 +75,6 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
         f"{pf.ports} prefilter ports",
         file=out,
     )
-    if pf.fallbacks:
-        print(f"prefilter fell back to all of TCP {pf.fallbacks} time(s): too many ports", file=out)
     if pf.late_flows:
         print(
             f"live flows on a port admitted only at their head (start lost): {pf.late_flows}",

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from .liveplay import replay
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "bench") not in sys.path:
     sys.path.insert(0, str(ROOT / "bench"))
@@ -110,32 +112,7 @@ def test_live_capture_reports_every_association(
     capture: tuple[Path, dict[str, Any]], tmp_path: Path, veth: tuple[str, str]
 ) -> None:
     """The same capture replayed onto a veth of our own at a fixed modest rate."""
-    import signal
-    import time
-
     path, truth = capture
-    a, b = veth
-    out = tmp_path / "live.jsonl"
-    sensor = subprocess.Popen(
-        [sys.executable, "-m", "sensor.cli", "capture", "-i", a, "--associations", str(out)],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(2.0)
-        subprocess.run(
-            ["tcpreplay", "-q", f"--intf1={b}", "--pps=8000", str(path)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        time.sleep(2.0)
-    finally:
-        sensor.send_signal(signal.SIGTERM)
-        _, stderr = sensor.communicate(timeout=60)
-    assert sensor.returncode == 0, stderr[-2000:]
-    [stopped] = [json.loads(x) for x in stderr.splitlines() if '"capture.stopped"' in x]
-    assert stopped["dropped_kernel"] == 0, stopped
-    records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    check(records, truth)
+    run = replay(veth, [path], 8000, tmp_path / "live.jsonl")
+    assert run.stopped["dropped_kernel"] == 0, run.stopped
+    check(run.records, truth)

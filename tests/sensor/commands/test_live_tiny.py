@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pcapy
 
 from ..capture.test_tiny_segments import _key, _records
 from ..capture.tiny import recut, remap_ports
+from ..liveplay import replay
 
 ROOT = Path(__file__).resolve().parents[3]
 OFF_DICOM = {104: 8104, 11112: 8112}
@@ -30,29 +26,9 @@ def test_live_tiny_segments_give_the_same_associations(
         recut(original, cut, seed=i + 1)
         cuts.append(cut)
         expected += _records(str(original))
-    out = tmp_path / "a.jsonl"
-    sensor = subprocess.Popen(
-        [sys.executable, "-m", "sensor.cli", "capture", "-i", veth[0], "--associations", str(out)],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(2.0)
-        subprocess.run(
-            ["tcpreplay", "-q", f"--intf1={veth[1]}", "--pps=2000", *map(str, cuts)],
-            check=True,
-            capture_output=True,
-        )
-        time.sleep(1.0)
-    finally:
-        sensor.send_signal(signal.SIGTERM)
-        _, stderr = sensor.communicate(timeout=30)
-    assert sensor.returncode == 0, stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    got = sorted(_key(r) for r in records if "dicom" in r)
-    # Live, an association still open at SIGTERM ends as capture-ended: compare the rest.
-    assert got == sorted(expected), stderr[-2000:]
+    run = replay(veth, cuts, 2000, tmp_path / "a.jsonl")
+    got = sorted(_key(r) for r in run.records if "dicom" in r)
+    assert got == sorted(expected), run.stderr[-2000:]
 
 
 def test_ports_prefilter_keeps_ignored_tcp_out_of_python(
@@ -63,31 +39,10 @@ def test_ports_prefilter_keeps_ignored_tcp_out_of_python(
     other = tmp_path / "other.pcap"  # non-DICOM conversations moved off the DICOM ports
     remap_ports(ROOT / "pcaps" / "derived-not-dicom" / "capture.pcap", other, OFF_DICOM)
     expected = _records(str(store))
-    out = tmp_path / "a.jsonl"
     metrics = tmp_path / "m.prom"
-    sensor = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "sensor.cli", "capture", "-i", veth[0]),
-            *("--prefilter", "ports", "--associations", str(out), "--metrics", str(metrics)),
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(2.0)
-        subprocess.run(
-            ["tcpreplay", "-q", f"--intf1={veth[1]}", "--pps=2000", str(other), str(store)],
-            check=True,
-            capture_output=True,
-        )
-        time.sleep(1.0)
-    finally:
-        sensor.send_signal(signal.SIGTERM)
-        _, stderr = sensor.communicate(timeout=30)
-    assert sensor.returncode == 0, stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(_key(r) for r in records if "dicom" in r) == expected
+    run = replay(veth, [other, store], 2000, tmp_path / "a.jsonl",
+                 "--prefilter", "ports", "--metrics", str(metrics))  # fmt: skip
+    assert sorted(_key(r) for r in run.records if "dicom" in r) == expected
     text = metrics.read_text()
     inspected = sum(
         float(line.rsplit(" ", 1)[1])
