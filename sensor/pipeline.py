@@ -13,10 +13,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dissectors.base import CloseReason, Dissector, Session, Summarized, Verdict, first_match
-from dissectors.dicom.association import DicomSession
+from dissectors.base import (
+    CloseReason,
+    Direction,
+    Dissector,
+    Session,
+    Summarized,
+    Verdict,
+    first_match,
+)
+from dissectors.dicom.association import AssociationState, DicomSession
 from dissectors.dicom.events import (
     Anomaly,
+    AssociationAccepted,
+    AssociationRejected,
     AssociationRequested,
     DimseMessage,
     GapDetected,
@@ -49,6 +59,10 @@ def _say(message: str) -> None:
 
 
 MAX_TALKERS = 10_000
+# The session events the policy looks at (PolicyEngine.on_event ignores the others).
+_POLICY_EVENTS = frozenset(
+    (AssociationRequested, AssociationAccepted, AssociationRejected, DimseMessage)
+)
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 
 
@@ -105,6 +119,12 @@ class Pipeline:
             self.alert_sinks.append(self.syslog.write)
         self._next_expire = 0.0
         self._other_open: set[int] = set()
+        # Where the policy's inputs go: judged here, or sent to the workers' parent.
+        self.outbox: PolicyOutbox | None = None
+        self._policy_event: Callable[[int, FlowInfo, Any, Any], None] = self.judge_event
+        self._policy_close: Callable[[int, FlowInfo, Any], None] = self.judge_close
+        self._policy_generic: Callable[[int, FlowInfo, Any, float], None] = self.judge_generic
+        self._policy_tls: Callable[[Segment], None] = self.judge_tls
         self.dissectors = tuple(dissectors)
         self._heads = heads_expression(self.dissectors)
         self.notes: list[str] = []
@@ -293,8 +313,7 @@ class Pipeline:
         payload = seg.payload
         if len(payload) < 6 or not payload.startswith(b"\x16\x03") or payload[5] != 1:
             return False
-        for finding in self.policy.on_tls_hello(seg):
-            self._finding(finding)
+        self._policy_tls(seg)
         return True
 
     def _admit(self, seg: Segment) -> bool:
@@ -385,6 +404,8 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
+        if self.outbox is not None:
+            self.outbox.passed(now)
         self.engine.advance(now)
         self._alerts(self.folder.expire(now))
 
@@ -420,12 +441,52 @@ class Pipeline:
             for sink in self.alert_sinks:
                 sink(event)
 
-    def _finding(self, finding: Finding, session: Session | None = None) -> None:
+    def _finding(self, finding: Finding, key: int | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
-        if self.alert_pcaps is not None and session is not None:
-            self._alerting.setdefault(id(session), set()).add(finding.rule.id)
+        if self.alert_pcaps is not None and key is not None:
+            self._alerting.setdefault(key, set()).add(finding.rule.id)
         self._alerts(self.folder.offer(finding))
+
+    # -- the policy's inputs ---------------------------------------------------------
+    #
+    # Everything that spans connections (the policy's windows, the baseline, the inventory,
+    # alert folding) runs once per sensor: here, or in the workers' parent, which calls
+    # these with what the workers' outboxes sent. ``key`` names the session.
+
+    def remote_policy(self, outbox: PolicyOutbox) -> None:
+        """Send the policy's inputs to ``outbox`` instead of judging them here (a worker)."""
+        self.outbox = outbox
+        self._policy_event = outbox.event
+        self._policy_close = outbox.close
+        self._policy_generic = outbox.generic
+        self._policy_tls = outbox.tls
+
+    def judge_event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
+        """Findings of one DICOM session event."""
+        for finding in self.policy.on_event(info, session, event):
+            self._finding(finding, key)
+
+    def judge_close(self, key: int, info: FlowInfo, session: Any) -> None:
+        """Findings of a DICOM association's end."""
+        for finding in self.policy.on_close(info, session):
+            self._finding(finding, key)
+
+    def judge_generic(self, key: int, info: FlowInfo, session: Any, ts: float) -> None:
+        """Findings of a plug-in session's first event."""
+        for finding in self.policy.on_generic(info, session, ts):
+            self._finding(finding, key)
+
+    def judge_tls(self, seg: Segment) -> None:
+        """Findings of a TLS ClientHello."""
+        for finding in self.policy.on_tls_hello(seg):
+            self._finding(finding)
+
+    def judge_time(self, ts: float) -> None:
+        """Time has reached ``ts`` for the policy: fold windows end (at most once a second)."""
+        if ts >= self._next_expire:
+            self._next_expire = ts + 1.0
+            self._alerts(self.folder.expire(ts))
 
     # -- sinks ----------------------------------------------------------------------
 
@@ -435,8 +496,8 @@ class Pipeline:
         if not isinstance(session, DicomSession):
             self._on_other_event(info, session, event)
             return
-        for finding in self.policy.on_event(info, session, event):
-            self._finding(finding, session)
+        if cls in _POLICY_EVENTS:
+            self._policy_event(id(session), info, session, event)
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -463,6 +524,11 @@ class Pipeline:
         for sink in self.record_sinks:
             sink(record)
 
+    def write_record(self, record: dict[str, Any]) -> None:
+        """A record a capture worker built (and enriched): to every record output."""
+        for sink in self.record_sinks:
+            sink(record)
+
     def _on_other_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         """An event of a plug-in dissector: counted; the first one runs the generic policy."""
         kind = "anomaly" if hasattr(event, "reason") else "message"
@@ -470,10 +536,7 @@ class Pipeline:
         key = id(session)
         if key not in self._other_open and isinstance(session, Summarized):
             self._other_open.add(key)
-            for finding in self.policy.on_generic(
-                info, session, getattr(event, "ts", info.last_ts)
-            ):
-                self._finding(finding, session)
+            self._policy_generic(key, info, session, getattr(event, "ts", info.last_ts))
 
     def _on_close(self, info: FlowInfo, session: Session, reason: CloseReason) -> None:
         self.sessions_closed += 1
@@ -493,8 +556,7 @@ class Pipeline:
                     requestor, acceptor = generic_endpoints(info, session.originator())
                     self._alert_target(info, rules, requestor, acceptor)
             return
-        for finding in self.policy.on_close(info, session):
-            self._finding(finding, session)
+        self._policy_close(id(session), info, session)
         rules = self._alerting.pop(id(session), None)
         if rules and self.alert_pcaps is not None:
             requestor, acceptor, _ = endpoints(info, session.state)
@@ -546,3 +608,181 @@ class Pipeline:
         for (result, _, _, _), n in self.counters.associations.items():
             out[result] += n
         return out
+
+
+# -- one policy for several workers -------------------------------------------------------
+#
+# A capture worker decodes and follows its share of the flows; what the policy reads of
+# each session event goes, time-stamped, to the parent, which merges the workers' inputs in
+# time order and judges them with one Pipeline (one policy engine, baseline, inventory and
+# alert folder). An input is (order, kind, session key, ...): ``order`` never decreases
+# within a worker, and a worker's watermark promises that its later inputs come after it.
+
+# What the policy reads of a DICOM session: requestor, PDUs, times, P-DATA bytes each way.
+_Facts = tuple[Direction | None, float | None, float | None, int, int, tuple[Any, ...] | None]
+
+
+class PolicyOutbox:
+    """A worker's policy inputs, collected until the worker sends them to its parent."""
+
+    def __init__(self) -> None:
+        self.inputs: list[tuple[Any, ...]] = []
+        self.clock = 0.0  # the order of the latest input, or the latest watermark
+        self._pdus: dict[int, tuple[int, int, int]] = {}  # key -> the PDUs sent (their ids)
+
+    def _order(self, ts: float | None) -> float:
+        if ts is not None and ts > self.clock:
+            self.clock = ts
+        return self.clock
+
+    def _facts(self, key: int, session: DicomSession) -> _Facts:
+        st = session.state
+        sent = (id(st.request), id(st.accept), id(st.reject))
+        pdus = None
+        if self._pdus.get(key) != sent:
+            self._pdus[key] = sent
+            pdus = (st.detected_by, st.request, st.accept, st.reject)
+        c = st.counters
+        return (
+            st.requestor, st.first_ts, st.last_ts, c[0].pdata_bytes, c[1].pdata_bytes, pdus
+        )  # fmt: skip
+
+    def event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
+        """A DICOM session event the policy looks at."""
+        order = self._order(event.ts)
+        self.inputs.append((order, "event", key, info, self._facts(key, session), event))
+
+    def close(self, key: int, info: FlowInfo, session: Any) -> None:
+        """A DICOM association's end."""
+        order = self._order(session.state.last_ts)
+        facts = self._facts(key, session)
+        del self._pdus[key]
+        self.inputs.append((order, "close", key, info, facts))
+
+    def generic(self, key: int, info: FlowInfo, session: Any, ts: float) -> None:
+        """A plug-in session's first event."""
+        self.inputs.append((self._order(ts), "generic", key, info, session.originator(), ts))
+
+    def tls(self, seg: Segment) -> None:
+        """A TLS ClientHello (its payload stays here)."""
+        hello = Segment(seg.ts, seg.src, seg.dst, seg.sport, seg.dport, 0, 0, 0, b"", seg.vlan)
+        self.inputs.append((self._order(seg.ts), "tls", 0, hello))
+
+    def passed(self, ts: float) -> None:
+        """Time reached ``ts`` for this worker: a timer's inputs are ordered from it."""
+        self._order(ts)
+
+    def take(self, watermark: float) -> tuple[float, list[tuple[Any, ...]]]:
+        """(watermark, inputs) to send; no later input is ordered before the watermark."""
+        inputs, self.inputs = self.inputs, []
+        return self._order(watermark), inputs
+
+
+class _SessionMirror:
+    """The parent's copy of what the policy reads of one worker's DICOM session."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = AssociationState("")
+
+    def update(self, facts: _Facts) -> None:
+        st = self.state
+        st.requestor, st.first_ts, st.last_ts, sent0, sent1, pdus = facts
+        st.counters[0].pdata_bytes = sent0
+        st.counters[1].pdata_bytes = sent1
+        if pdus is not None:
+            st.detected_by, st.request, st.accept, st.reject = pdus
+
+
+class _Originator:
+    """The parent's copy of a plug-in session: who started it."""
+
+    __slots__ = ("direction",)
+
+    def __init__(self, direction: Direction | None) -> None:
+        self.direction = direction
+
+    def originator(self) -> Direction | None:
+        return self.direction
+
+
+class PolicyInbox:
+    """The parent's side: the workers' inputs merged in time order, judged by one pipeline."""
+
+    def __init__(self, judge: Pipeline, workers: int) -> None:
+        self.judge = judge
+        self.queues: list[list[tuple[Any, ...]]] = [[] for _ in range(workers)]
+        self.heads = [0] * workers  # the next input of each queue
+        self.watermarks = [float("-inf")] * workers
+        self.sessions: dict[tuple[int, int], _SessionMirror] = {}
+        self.judged = 0  # inputs judged
+        self.waiting_peak = 0  # most inputs held back at once (a slow worker's lag)
+
+    def receive(self, worker: int, watermark: float, inputs: list[tuple[Any, ...]]) -> None:
+        """A worker's batch; judge what every worker has now passed."""
+        if inputs:
+            queue = self.queues[worker]
+            if self.heads[worker] > 1024:  # drop what was judged, now and then
+                del queue[: self.heads[worker]]
+                self.heads[worker] = 0
+            queue.extend(inputs)
+        if watermark > self.watermarks[worker]:
+            self.watermarks[worker] = watermark
+        self._run(min(self.watermarks))
+
+    def done(self, worker: int) -> None:
+        """A worker has sent its last input."""
+        self.watermarks[worker] = float("inf")
+        self._run(min(self.watermarks))
+
+    def waiting(self) -> int:
+        """Inputs held until every worker has passed their time."""
+        return sum(len(q) - h for q, h in zip(self.queues, self.heads, strict=True))
+
+    def _run(self, low: float) -> None:
+        queues, heads = self.queues, self.heads
+        waiting = self.waiting()
+        if waiting > self.waiting_peak:
+            self.waiting_peak = waiting
+        judge = self.judge
+        while True:
+            best, best_order = -1, low
+            for w, queue in enumerate(queues):
+                h = heads[w]
+                if h < len(queue):
+                    order = queue[h][0]
+                    if order <= low and (best < 0 or order < best_order):
+                        best, best_order = w, order
+            if best < 0:
+                break
+            item = queues[best][heads[best]]
+            heads[best] += 1
+            judge.judge_time(best_order)
+            self._judge(best, item)
+            self.judged += 1
+        if low != float("inf"):
+            judge.judge_time(low)
+
+    def _judge(self, worker: int, item: tuple[Any, ...]) -> None:
+        kind = item[1]
+        judge = self.judge
+        if kind == "event":
+            _, _, key, info, facts, event = item
+            mirror = self.sessions.get((worker, key))
+            if mirror is None:
+                mirror = self.sessions[(worker, key)] = _SessionMirror()
+            mirror.update(facts)
+            judge.judge_event(key, info, mirror, event)
+        elif kind == "close":
+            _, _, key, info, facts = item
+            mirror = self.sessions.pop((worker, key), None)
+            if mirror is None:
+                mirror = _SessionMirror()
+            mirror.update(facts)
+            judge.judge_close(key, info, mirror)
+        elif kind == "generic":
+            _, _, key, info, originator, ts = item
+            judge.judge_generic(key, info, _Originator(originator), ts)
+        elif kind == "tls":
+            judge.judge_tls(item[3])

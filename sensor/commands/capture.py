@@ -12,6 +12,8 @@ from ..capture.errors import CaptureError
 from ..capture.live import LiveSource, drop_privileges
 from .live import (
     Signals,
+    attach_sinks,
+    interface_drops,
     live_loop,
     log,
     metrics_url,
@@ -19,6 +21,7 @@ from .live import (
     open_sinks,
     report_to_log,
     set_quiet,
+    stopped_drops,
     totals,
     write_state,
 )
@@ -73,7 +76,8 @@ def run_capture(args: argparse.Namespace) -> int:
         policy_config=config,
     )
     pipeline.report = report_to_log
-    drops = {"kernel": 0, "interface": 0}
+    attach_sinks(pipeline, sinks)
+    drops: dict[str, dict[str, int]] = {}
     if args.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
 
@@ -101,15 +105,13 @@ def run_capture(args: argparse.Namespace) -> int:
     pipeline.finish()
     for sink in sinks.values():
         sink.close()
-    received, kernel, interface = totals(sources)
-    pipeline.counters.packets = received
-    drops.update(kernel=kernel, interface=interface)
+    pipeline.counters.packets = totals(sources)[0]
+    drops.update(interface_drops(sources))
     write_state(pipeline, args, drops)
     log(
         "capture.stopped",
-        packets=received,
-        dropped_kernel=kernel,
-        dropped_interface=interface,
+        packets=pipeline.counters.packets,
+        **stopped_drops(drops),
         associations=sum(pipeline.counters.associations.values()),
     )
     return EXIT_OK
@@ -153,6 +155,19 @@ def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> 
     g = p.add_argument_group("outputs")
     g.add_argument("--associations", metavar="PATH", help="association records, JSON lines")
     g.add_argument("--events", metavar="PATH", help="alert and anomaly events, JSON lines")
+    g.add_argument(
+        "--events-format",
+        choices=("ecs", "eve"),
+        default="ecs",
+        help="--events as ECS JSON (default) or Suricata EVE JSON",
+    )
+    g.add_argument("--zeek-log", metavar="PATH", help="Zeek-style dicom.log")
+    g.add_argument(
+        "--zeek-format",
+        choices=("tsv", "json"),
+        default="tsv",
+        help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
+    )
     g.add_argument("--inventory", metavar="PATH", help="DICOM nodes, JSON (rewritten every minute)")
     g.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes, CSV")
     g.add_argument("--metrics", metavar="PATH", help="Prometheus text file, rewritten every minute")
@@ -161,14 +176,14 @@ def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> 
         type=float,
         default=0,
         metavar="MIB",
-        help="rotate JSON lines files at this size",
+        help="rotate the line outputs (records, events, dicom.log) at this size",
     )
     g.add_argument(
         "--rotate-seconds",
         type=float,
         default=0,
         metavar="SECONDS",
-        help="rotate JSON lines files at this age",
+        help="rotate the line outputs at this age",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     add_metrics_endpoint(p)

@@ -21,6 +21,7 @@ DRAIN_LIMIT = 4096  # packets taken from one interface before looking at the oth
 
 
 _QUIET = [False]  # capture -q: only warnings and errors
+_WORKER: list[int | None] = [None]  # capture --workers: this process's worker number
 
 
 def set_quiet(quiet: bool) -> None:
@@ -28,12 +29,19 @@ def set_quiet(quiet: bool) -> None:
     _QUIET[0] = quiet
 
 
+def set_worker(index: int) -> None:
+    """Every lifecycle line of this process says which worker wrote it."""
+    _WORKER[0] = index
+
+
 def log(event: str, **fields: Any) -> None:
     """One JSON line about the sensor's own lifecycle on stderr (journald picks it up)."""
     level = fields.pop("level", "info")
     if level == "info" and _QUIET[0]:
         return
-    record = {"ts": round(time.time(), 6), "level": level, "event": event}
+    record: dict[str, Any] = {"ts": round(time.time(), 6), "level": level, "event": event}
+    if _WORKER[0] is not None:
+        record["worker"] = _WORKER[0]
     record.update(fields)
     print(json.dumps(record, separators=(",", ":")), file=sys.stderr, flush=True)
 
@@ -58,26 +66,54 @@ class Signals:
 
 
 def open_sinks(args: argparse.Namespace) -> dict[str, Any]:
-    """The JSON lines outputs, opened for appending (OSError if one cannot be)."""
-    from ..outputs.jsonl import JsonLines
+    """The line outputs, opened for appending (OSError if one cannot be; none is left open).
 
-    rotate_bytes = int(args.rotate_mb * (1 << 20)) if args.rotate_mb else 0
+    The same outputs ``read`` writes: association records, events as ECS or Suricata EVE,
+    Zeek's dicom.log as TSV or JSON; each rotates by size or age and reopens on SIGHUP.
+    """
+    from ..outputs.eve import EveLines
+    from ..outputs.jsonl import JsonLines
+    from ..outputs.zeek import ZeekLog
+
+    rotation: dict[str, Any] = {
+        "append": True,
+        "rotate_bytes": int(args.rotate_mb * (1 << 20)) if args.rotate_mb else 0,
+        "rotate_seconds": args.rotate_seconds or 0.0,
+    }
     sinks: dict[str, Any] = {}
-    for name in ("associations", "events"):
-        path = getattr(args, name)
-        if path:
-            sinks[name] = JsonLines(
-                path,
-                append=True,
-                rotate_bytes=rotate_bytes,
-                rotate_seconds=args.rotate_seconds or 0.0,
-            )
+    try:
+        if args.associations:
+            sinks["associations"] = JsonLines(args.associations, **rotation)
+        if args.events:
+            eve = getattr(args, "events_format", "ecs") == "eve"
+            sinks["events"] = (EveLines if eve else JsonLines)(args.events, **rotation)
+        if getattr(args, "zeek_log", None):
+            sinks["zeek"] = ZeekLog(args.zeek_log, args.zeek_format, **rotation)
+    except OSError:
+        for sink in sinks.values():
+            sink.close()
+        raise
     return sinks
+
+
+def attach_sinks(pipeline: Any, sinks: dict[str, Any]) -> None:
+    """Outputs the Pipeline's constructor does not take (the Zeek log) join its records."""
+    if "zeek" in sinks:
+        pipeline.record_sinks.append(sinks["zeek"].write)
+        sinks["zeek"].watch(pipeline.counters.output_failures, report_to_log)
 
 
 def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
     """Why a capture with no output at all is worth a warning (None when it has one)."""
-    names = ("associations", "events", "inventory", "inventory_csv", "metrics", "metrics_listen")
+    names = (
+        "associations",
+        "events",
+        "zeek_log",
+        "inventory",
+        "inventory_csv",
+        "metrics",
+        "metrics_listen",
+    )
     if any(getattr(args, n, None) for n in names) or config.syslog is not None:
         return None
     return (
@@ -105,10 +141,30 @@ def totals(sources: list[LiveSource]) -> tuple[int, int, int]:
     return sum(s[0] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)
 
 
+def stopped_drops(drops: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The drop fields of the capture.stopped line: per interface and summed."""
+    return {
+        "dropped_kernel": sum(d["kernel"] for d in drops.values()),
+        "dropped_interface": sum(d["interface"] for d in drops.values()),
+        "drops": drops,
+    }
+
+
+def interface_drops(sources: list[LiveSource]) -> dict[str, dict[str, int]]:
+    """Per interface: ``kernel``, what our socket lost (ps_drop: the sensor's drops), and
+    ``interface``, what the interface itself dropped (ps_ifdrop: every reader's loss,
+    frames the stack had no handler for among them; not the sensor's)."""
+    out: dict[str, dict[str, int]] = {}
+    for source in sources:
+        _, kernel, interface = source.stats()
+        out[source.interface] = {"kernel": kernel, "interface": interface}
+    return out
+
+
 _FILES_FAILING: set[str] = set()  # whole-file outputs in an outage, logged once each
 
 
-def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, int]) -> None:
+def write_state(pipeline: Any, args: argparse.Namespace, drops: dict[str, dict[str, int]]) -> None:
     """Inventory and metrics files, replaced atomically; a failure is counted, logged once."""
     from ..outputs.metrics import exposition
 
@@ -139,12 +195,17 @@ def live_loop(
     pipeline: Any,
     sources: list[LiveSource],
     signals: Signals,
-    drops: dict[str, int],
+    drops: dict[str, dict[str, int]],
     args: argparse.Namespace,
     sinks: dict[str, Any],
     on_tick: Callable[[], None] | None = None,
+    on_read: Callable[[float | None], None] | None = None,
 ) -> None:
-    """Read every interface until a stop signal; timers run on wall-clock time."""
+    """Read every interface until a stop signal; timers run on wall-clock time.
+
+    ``on_read`` is called after each look at the interfaces, with the time the look began
+    if every interface was empty then (None if one had packets).
+    """
     if getattr(args, "prefilter", "all") == "ports":
         # The kernel admits heads, tiny payloads and the followed ports, reinstalled on change.
         ports = frozenset(getattr(args, "dicom_port", None) or ())
@@ -159,6 +220,7 @@ def live_loop(
     next_tick = time.time() + TICK_SECONDS
     next_state = time.time() + INVENTORY_SECONDS
     while not signals.stop:
+        looked = time.time()
         try:
             ready, _, _ = select.select(fds, [], [], 0.2)
         except InterruptedError:
@@ -179,11 +241,9 @@ def live_loop(
             if len(sources) > 1:
                 pipeline.pivots.interface = None
             pipeline.tick(now)
-            received, kernel, interface = totals(sources)
-            pipeline.counters.packets = received
+            pipeline.counters.packets = totals(sources)[0]
             pipeline.counters.last_packet_ts = pipeline.last_ts
-            drops["kernel"] = kernel
-            drops["interface"] = interface
+            drops.update(interface_drops(sources))
             if on_tick is not None:
                 on_tick()
         if now >= next_state:
@@ -193,6 +253,8 @@ def live_loop(
         if signals.reload:
             signals.reload = False
             reload_config(pipeline, args, sinks)
+        if on_read is not None:
+            on_read(None if ready else looked)
 
 
 def reload_config(pipeline: Any, args: argparse.Namespace, sinks: dict[str, Any]) -> None:

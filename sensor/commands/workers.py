@@ -1,14 +1,19 @@
-"""Several capture workers in one PACKET_FANOUT group; the parent writes and merges.
+"""Several capture workers in one PACKET_FANOUT group; one policy in the parent.
 
 Each worker opens every interface and joins the same fanout group with
 PACKET_FANOUT_HASH, so the kernel hands both directions of a connection to one worker.
-Workers decode, follow and police their share; their association records and events
-come to the parent, the only writer of the output files, with a snapshot of their
-counters every second. The parent serves and writes the merged metrics and inventory.
+Workers decode, reassemble and follow their share of the associations; their records
+and anomaly events come to the parent, the only writer of the output files, with a
+snapshot of their counters every second.
 
-Detectors that count across connections (brute force, sweeps, bulk per window, the
-learned baseline) run per worker: the fanout hash includes ports, so their counts are
-per worker share, and only the first worker keeps the baseline state file.
+The fanout hash includes ports, so the connections of one sweep, brute force or bulk
+transfer land on different workers. Workers therefore judge nothing: what the policy
+reads of each session event (the association's identity, PDUs, byte counts and the
+event, time-stamped) goes to the parent with a watermark, the time before which that
+worker will send nothing more. The parent merges the workers' inputs in time order,
+judging an input only once every worker has passed its time (an idle worker advances its
+watermark every select timeout), and runs the one policy engine, learned baseline,
+inventory and alert folder: findings do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -31,21 +36,27 @@ from ..capture.prefilter import PrefilterStats
 from ..counters import SensorCounters
 from ..flow.stream import ReassemblyStats
 from ..flow.table import EngineStats
-from ..policy.inventory import Inventory, Node
 from .live import (
     INVENTORY_SECONDS,
     Signals,
+    attach_sinks,
+    interface_drops,
     live_loop,
     log,
     metrics_url,
+    no_output_warning,
     open_sinks,
+    reload_config,
     report_to_log,
+    set_worker,
+    stopped_drops,
     totals,
     write_state,
 )
 
 SNAPSHOT_SECONDS = 1.0
 STOP_GRACE_SECONDS = 20.0
+WATERMARK_SECONDS = 0.1  # an idle worker tells the parent time passed at most this often
 
 
 class QueueSink:
@@ -85,73 +96,64 @@ def _add(total: Any, part: Any) -> None:
             setattr(total, f.name, mine + theirs)
 
 
-def _merge_node(into: Inventory, node: Node) -> None:
-    mine = into.node(node.ip, node.zone, node.first_seen)
-    if mine is None:
-        return
-    mine.last_seen = max(mine.last_seen, node.last_seen)
-    for name in (
-        "ports",
-        "scp_ae_titles",
-        "scu_ae_titles",
-        "implementation_class_uids",
-        "implementation_version_names",
-        "vendors",
-        "sop_classes",
-    ):
-        getattr(mine, name).update(getattr(node, name))
-    mine.associations_as_scu += node.associations_as_scu
-    mine.associations_as_scp += node.associations_as_scp
-
-
 class Merged:
-    """What the metrics collector and the inventory writers read, summed over workers."""
+    """What the metrics collector and the inventory writers read: workers summed, one policy.
 
-    def __init__(self, policy_config: Any, dissectors: tuple[Any, ...]) -> None:
-        self.policy_config = policy_config
+    ``judge`` is the parent's pipeline: its inventory and its alert counts are the sensor's.
+    """
+
+    def __init__(self, judge: Any, dissectors: tuple[Any, ...]) -> None:
+        self.judge = judge
+        self.policy_config = judge.policy_config
         self.dissectors = dissectors
         self.counters = SensorCounters()
         self.engine = argparse.Namespace(stats=EngineStats())
-        self.policy = argparse.Namespace(inventory=Inventory())
+        self.policy = judge.policy
         self.followed = argparse.Namespace(stats=PrefilterStats())
         self.active_associations = 0
-        self.drops = {"kernel": 0, "interface": 0}
-        # Writes the parent's own output files could not take (workers write no files).
-        self.file_failures: Counter[str] = Counter()
+        self.drops: dict[str, dict[str, int]] = {}
+        # Writes the parent's own outputs could not take (workers write no files).
+        self.file_failures: Counter[str] = judge.counters.output_failures
 
     def update(self, snapshots: dict[int, dict[str, Any]]) -> None:
         """Recompute the sums from each worker's latest snapshot."""
-        counters, stats, inventory, prefilter = (
+        counters, stats, prefilter = (
             SensorCounters(),
             EngineStats(stream=ReassemblyStats()),
-            Inventory(),
             PrefilterStats(),
         )
-        active, drops = 0, {"kernel": 0, "interface": 0}
+        active = 0
+        drops: dict[str, dict[str, int]] = {}
         for snap in snapshots.values():
             _add(counters, snap["counters"])
             _add(stats, snap["stats"])
             _add(prefilter, snap["prefilter"])
-            for node in snap["nodes"]:
-                _merge_node(inventory, node)
             active += snap["active"]
-            for key in drops:
-                drops[key] += snap["drops"].get(key, 0)
+            for interface, theirs in snap["drops"].items():
+                mine = drops.setdefault(interface, {"kernel": 0, "interface": 0})
+                # Each worker's socket drops its own packets; the interface's count is
+                # the same whole-interface figure in every worker.
+                mine["kernel"] += theirs["kernel"]
+                mine["interface"] = max(mine["interface"], theirs["interface"])
+        judged = self.judge.counters
+        counters.alerts.update(judged.alerts)
         counters.output_failures.update(self.file_failures)
-        self.counters, self.engine.stats, self.policy.inventory = counters, stats, inventory
+        counters.last_packet_ts = max(counters.last_packet_ts, judged.last_packet_ts)
+        self.counters, self.engine.stats = counters, stats
         self.followed.stats = prefilter
         self.active_associations = active
+        self.drops.clear()
         self.drops.update(drops)
+        self.policy = self.judge.policy
 
 
-def _snapshot(pipeline: Any, drops: dict[str, int]) -> dict[str, Any]:
+def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]]) -> dict[str, Any]:
     return {
         "counters": pipeline.counters,
         "stats": pipeline.engine.stats,
         "prefilter": pipeline.followed.stats,
-        "nodes": list(pipeline.policy.inventory.nodes.values()),
         "active": pipeline.active_associations,
-        "drops": dict(drops),
+        "drops": drops,
     }
 
 
@@ -159,8 +161,9 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     """One worker's whole life; it reports through ``queue`` and never writes files."""
     from dissectors.registry import load_dissectors
 
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, PolicyOutbox
 
+    set_worker(index)
     signals = Signals()
     signals.install()
     try:
@@ -176,43 +179,58 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         queue.put(("error", index, str(exc)))
         queue.put(("done", index, None))
         return
-    if index != 0 and config.state_file is not None:
-        config = dataclasses.replace(config, state_file=None)
+    # The parent keeps the baseline and sends the alerts; a worker only decodes and follows.
+    config = dataclasses.replace(config, state_file=None, syslog=None)
     pipeline = Pipeline(
         load_dissectors(),
         associations=QueueSink(queue, "record"),
         events=QueueSink(queue, "event"),
         policy_config=config,
     )
+    pipeline.keep_baseline = False
     pipeline.report = report_to_log
-    drops = {"kernel": 0, "interface": 0}
+    outbox = PolicyOutbox()
+    pipeline.remote_policy(outbox)
+    drops: dict[str, dict[str, int]] = {}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}
     )
+    sent = [0.0]
 
     def report() -> None:
         queue.put(("snapshot", index, _snapshot(pipeline, drops)))
 
-    live_loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report)
+    def send(idle_since: float | None) -> None:
+        if idle_since is not None:
+            outbox.passed(idle_since)  # no packet was waiting: time has passed for this worker
+        if outbox.inputs or outbox.clock - sent[0] >= WATERMARK_SECONDS:
+            watermark, inputs = outbox.take(outbox.clock)
+            sent[0] = watermark
+            queue.put(("policy", index, (watermark, inputs)))
+
+    log("worker.started", interfaces=args.interface, pid=os.getpid())
+    live_loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report, on_read=send)
     pipeline.finish()
-    received, kernel, interface = totals(sources)
-    pipeline.counters.packets = received
-    drops.update(kernel=kernel, interface=interface)
+    _, inputs = outbox.take(outbox.clock)
+    queue.put(("policy", index, (float("inf"), inputs)))
+    pipeline.counters.packets = totals(sources)[0]
+    drops.update(interface_drops(sources))
     report()
+    log("worker.stopped", packets=pipeline.counters.packets, drops=drops)
     queue.put(("done", index, None))
 
 
 def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
-    """The parent: start the workers, write what they send, merge, stop them on a signal."""
+    """The parent: start the workers, judge and write what they send, stop them on a signal."""
     from dissectors.registry import load_dissectors
 
     from ..outputs import jsonl, metrics, serve, syslog  # noqa: F401  (before any privilege drop)
     from ..outputs.serve import ListenError, serve_metrics
+    from ..pipeline import Pipeline, PolicyInbox
 
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     group = os.getpid() & 0xFFFF
-    merged = Merged(config, tuple(load_dissectors()))
     # Workers are forked while this process may still open the interfaces.
     workers = [
         ctx.Process(target=_worker, args=(i, args, config, group, queue), daemon=True)
@@ -237,6 +255,18 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         sinks = open_sinks(args)
     except OSError as exc:
         return abort(f"cannot write output: {exc.strerror}: {exc.filename}")
+    dissectors = tuple(load_dissectors())
+    judge = Pipeline(
+        dissectors,
+        associations=sinks.get("associations"),
+        events=sinks.get("events"),
+        policy_config=config,
+    )
+    judge.report = report_to_log
+    attach_sinks(judge, sinks)
+    judge.pivots.interface = args.interface[0] if len(args.interface) == 1 else None
+    inbox = PolicyInbox(judge, args.workers)
+    merged = Merged(judge, dissectors)
     for sink in sinks.values():
         sink.watch(merged.file_failures, report_to_log)
     if args.metrics_listen:
@@ -257,7 +287,13 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         config=config.source,
         metrics=args.metrics_listen,
         metrics_url=metrics_url(args),
+        notes=list(config.notes),
     )
+    if judge.policy.baseline.load_error:
+        log("baseline.reset", level="warning", reason=judge.policy.baseline.load_error)
+    nothing = no_output_warning(args, config)
+    if nothing is not None:
+        log("capture.no-output", level="warning", reason=nothing)
     snapshots: dict[int, dict[str, Any]] = {}
     done: set[int] = set()
     errors: list[str] = []
@@ -271,21 +307,27 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
                     os.kill(proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
         if signals.reload:
             signals.reload = False
-            for sink in sinks.values():
-                sink.reopen()
+            reload_config(judge, args, sinks)
             for proc in workers:
                 with contextlib.suppress(ProcessLookupError, TypeError):
                     os.kill(proc.pid, signal.SIGHUP)  # type: ignore[arg-type]
         if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_SECONDS:
             break
-        if not any(p.is_alive() for p in workers) and queue.empty():
-            break
         try:
             kind, index, payload = _receive(queue)
         except queue_module.Empty:
+            for i, proc in enumerate(workers):
+                if i not in done and not proc.is_alive():
+                    # Died without saying so: judge what it sent, do not wait for it.
+                    log("worker.lost", level="error", worker=i, exitcode=proc.exitcode)
+                    done.add(i)
+                    inbox.done(i)
             continue
-        if kind == "record" and "associations" in sinks:
-            sinks["associations"].write(payload)
+        if kind == "policy":
+            watermark, inputs = payload
+            inbox.receive(index, watermark, inputs)
+        elif kind == "record" and "associations" in sinks:
+            judge.write_record(payload)
         elif kind == "event" and "events" in sinks:
             sinks["events"].write(payload)
         elif kind == "snapshot":
@@ -296,11 +338,17 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             signals.stop = True
         elif kind == "done":
             done.add(index)
+            inbox.done(index)
         if time.monotonic() >= next_state:
             next_state = time.monotonic() + INVENTORY_SECONDS
             write_state(merged, args, merged.drops)
+            judge.save_baseline()
+    for i in range(len(workers)):
+        inbox.done(i)
     for proc in workers:
         proc.join(timeout=2)
+    judge.finish()
+    merged.update(snapshots)
     for sink in sinks.values():
         sink.close()
     if errors:
@@ -313,9 +361,10 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             int(snapshots[i]["stats"].packets) if i in snapshots else 0 for i in range(len(workers))
         ],
         packets=merged.counters.packets,
-        dropped_kernel=merged.drops["kernel"],
-        dropped_interface=merged.drops["interface"],
+        **stopped_drops(merged.drops),
         associations=sum(merged.counters.associations.values()),
+        policy_inputs=inbox.judged,
+        policy_inputs_waiting_peak=inbox.waiting_peak,
     )
     return 0
 

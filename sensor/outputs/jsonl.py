@@ -98,6 +98,7 @@ class JsonLines:
         too_old = self.rotate_seconds and time.monotonic() - self._opened >= self.rotate_seconds
         if not (too_big or too_old) or not self._size:
             return
+        self._ending()
         self._fh.close()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = f"{self.path}.{stamp}"
@@ -109,9 +110,14 @@ class JsonLines:
         self.rotations += 1
         self._open(False)
 
+    def _ending(self) -> None:
+        """What a file gets before it is closed for rotation or reopening (nothing here)."""
+
     def reopen(self) -> None:
         """Close and reopen the file by name (after logrotate moved it away)."""
         if self._owned:
+            with contextlib.suppress(OSError):  # no room for a footer: the new file still opens
+                self._ending()
             self._fh.close()
             self._open(True)
 

@@ -67,9 +67,10 @@ def _single(
 class SensorCollector(Collector):
     """Reads a pipeline's counters when scraped."""
 
-    def __init__(self, pipeline: Any, drops: Mapping[str, int] | None = None) -> None:
+    def __init__(self, pipeline: Any, drops: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.pipeline = pipeline
-        self.capture_drops = drops  # live capture: {"kernel": n, "interface": n}
+        # live capture: {interface: {"kernel": n, "interface": n}}
+        self.capture_drops = drops
 
     def collect(self) -> Iterator[Family]:
         """Build every metric family from the current counters."""
@@ -191,15 +192,20 @@ class SensorCollector(Collector):
             "TCP payload bytes of the inspected packets.",
             stats.payload_bytes,
         )
-        drops = {"kernel": 0, "interface": 0}
-        if self.capture_drops is not None:
-            drops.update(self.capture_drops)
+        drops = dict(self.capture_drops or {})
         yield _counter(
             "dicom_sensor_capture_dropped_packets",
-            "Packets the capture lost (libpcap stats).",
-            ("where",),
-            [("kernel",), ("interface",)],
-            drops,
+            "Packets the sensor's capture sockets lost (the kernel's ps_drop), by interface.",
+            ("interface",),
+            (),
+            {name: d.get("kernel", 0) for name, d in drops.items()},
+        )
+        yield _counter(
+            "dicom_sensor_interface_dropped_packets",
+            "Packets the interface itself dropped (ps_ifdrop; not the sensor's), by interface.",
+            ("interface",),
+            (),
+            {name: d.get("interface", 0) for name, d in drops.items()},
         )
         yield _counter(
             "dicom_sensor_decode_drops",
@@ -340,14 +346,14 @@ class SensorCollector(Collector):
         )
 
 
-def registry_for(pipeline: Any, drops: Mapping[str, int] | None = None) -> CollectorRegistry:
+def registry_for(pipeline: Any, drops: Mapping[str, Any] | None = None) -> CollectorRegistry:
     """A private registry holding only this pipeline's metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SensorCollector(pipeline, drops))
     return registry
 
 
-def exposition(pipeline: Any, drops: Mapping[str, int] | None = None) -> bytes:
+def exposition(pipeline: Any, drops: Mapping[str, Any] | None = None) -> bytes:
     """The Prometheus text exposition of the pipeline's metrics."""
     return generate_latest(registry_for(pipeline, drops))
 

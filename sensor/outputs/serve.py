@@ -34,7 +34,7 @@ def serve_metrics(
     listen: str,
     certfile: str | None = None,
     keyfile: str | None = None,
-    drops: Mapping[str, int] | None = None,
+    drops: Mapping[str, Any] | None = None,
 ) -> object:
     """Start serving the pipeline's metrics in a daemon thread; return the server."""
     from .metrics import registry_for

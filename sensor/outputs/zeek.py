@@ -225,11 +225,18 @@ class ZeekLog(JsonLines):
     logrotate) starts with the header; ``close`` writes the ``#close`` footer.
     """
 
-    def __init__(self, path: str, flavour: str = "tsv") -> None:
+    def __init__(
+        self,
+        path: str,
+        flavour: str = "tsv",
+        append: bool = False,
+        rotate_bytes: int = 0,
+        rotate_seconds: float = 0.0,
+    ) -> None:
         if flavour not in ("tsv", "json"):
             raise ValueError(f"unknown Zeek log flavour {flavour!r}")
         self.flavour = flavour
-        super().__init__(path)
+        super().__init__(path, append, rotate_bytes, rotate_seconds)
         if not self._owned:
             self._header()
 
@@ -243,6 +250,11 @@ class ZeekLog(JsonLines):
             text = "\n".join(tsv_header(time.time())) + "\n"
             self._fh.write(text)
             self._size += len(text)
+
+    def _ending(self) -> None:
+        """A file rotated or moved away (logrotate) is closed as Zeek closes one: the footer."""
+        if self.flavour == "tsv":
+            self._fh.write(tsv_footer(time.time()) + "\n")
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write one DICOM association record as one log line (other records are left out)."""
