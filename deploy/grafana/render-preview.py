@@ -116,9 +116,9 @@ def synthesize(end: int) -> str:
             add("dicom_sensor_inspected_packets_total", s, pps * 0.7 * STEP, t)
             add("dicom_sensor_inspected_payload_bytes_total", s, pps * 0.7 * 900 * STEP, t)
             burst = sensor == "imaging-core" and 60 <= minute < 64
-            add("dicom_sensor_capture_dropped_packets_total", s | {"where": "kernel"},
+            add("dicom_sensor_capture_dropped_packets_total", s | {"interface": "span0"},
                 rng.uniform(200, 900) * STEP if burst else 0, t)  # fmt: skip
-            add("dicom_sensor_capture_dropped_packets_total", s | {"where": "interface"}, 0, t)
+            add("dicom_sensor_interface_dropped_packets_total", s | {"interface": "span0"}, 0, t)
             add("dicom_sensor_reassembly_gaps_total", s, (40 if burst else 0.05) * STEP, t)
             add("dicom_sensor_reassembly_gap_bytes_total", s, (40e3 if burst else 30) * STEP, t)
             add("dicom_anomalies_total", s | {"reason": "gap"}, (40 if burst else 0.05) * STEP, t)

@@ -535,7 +535,7 @@ def test_records_alerts_and_metrics_of_real_peers(lab: Lab, live: Sensor) -> Non
     assert metric(text, "dicom_alerts_total", rule="perimeter-inbound") == 1
     assert metric(text, "dicom_alerts_total", rule="non-radiology-association") == 1
     assert metric(text, "dicom_alerts_total") == 2
-    assert metric(text, "dicom_sensor_capture_dropped_packets_total", where="kernel") == 0
+    assert metric(text, "dicom_sensor_capture_dropped_packets_total") == 0
     assert metric(text, "dicom_associations_active") == 0
 
 
@@ -644,7 +644,7 @@ def test_sigterm_flushes_an_open_association(lab: Lab, live: Sensor) -> None:
     assert pairs(text, end="capture-ended") == {("radiology", "pacs"): 1}
     assert metric(text, "dicom_alerts_total") == 4
     assert metric(text, "dicom_anomalies_total", reason="truncated") == 0
-    assert metric(text, "dicom_sensor_capture_dropped_packets_total", where="kernel") == 0
+    assert metric(text, "dicom_sensor_capture_dropped_packets_total") == 0
     assert metric(text, "dicom_sensor_packets_total") > 0
     nodes = json.loads(live.paths["inventory"].read_text(encoding="utf-8"))
     assert PACS in json.dumps(nodes)
@@ -681,7 +681,7 @@ def test_kernel_drops_reach_the_log_the_endpoint_and_the_metrics_file(lab: Lab) 
         os.kill(sensor.proc.pid, signal.SIGCONT)
 
     def scraped_drops() -> float:
-        return metric(sensor.scrape(), "dicom_sensor_capture_dropped_packets_total", where="kernel")
+        return metric(sensor.scrape(), "dicom_sensor_capture_dropped_packets_total")
 
     live_drops = wait_for("kernel drops on /metrics", scraped_drops, 10, sensor.diag)
     assert sensor.stop() == 0, sensor.diag()
@@ -689,7 +689,7 @@ def test_kernel_drops_reach_the_log_the_endpoint_and_the_metrics_file(lab: Lab) 
     assert stopped["event"] == "capture.stopped", sensor.diag()
     assert stopped["dropped_kernel"] >= live_drops > 0
     text = sensor.paths["metrics"].read_text(encoding="utf-8")
-    in_file = metric(text, "dicom_sensor_capture_dropped_packets_total", where="kernel")
+    in_file = metric(text, "dicom_sensor_capture_dropped_packets_total")
     assert in_file == stopped["dropped_kernel"], "the --metrics file at exit lost the kernel drops"
 
 

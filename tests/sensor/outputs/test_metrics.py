@@ -138,7 +138,6 @@ def test_alerts_counted_by_rule_and_severity() -> None:
 def test_label_sets_start_at_zero_and_stay_bounded() -> None:
     text = exposition(Pipeline(load_dissectors())).decode()
     assert 'dicom_anomalies_total{reason="bad-length"} 0.0' in text
-    assert 'dicom_sensor_capture_dropped_packets_total{where="kernel"} 0.0' in text
     # Labels come from closed sets and zone names only: no address, port or AE title.
     pipeline = _read("dcmtk-find-move-get", "pynetdicom-ipv6")
     text = exposition(pipeline).decode()
@@ -176,3 +175,14 @@ def test_retransmissions_and_overlaps_of_the_derived_case_are_counted() -> None:
     for reason, positive in (("retransmission", True), ("overlap", True), ("gap", False)):
         value = registry.get_sample_value("dicom_sensor_stream_anomalies_total", {"reason": reason})
         assert (value or 0) > 0 if positive else value == 0, reason
+
+
+def test_capture_drops_are_per_interface_and_only_ours_are_the_sensors() -> None:
+    """ps_drop (our socket) is the sensor's loss; ps_ifdrop (the interface's) is said apart."""
+    drops = {"span0": {"kernel": 3, "interface": 49}, "span1": {"kernel": 0, "interface": 0}}
+    text = exposition(Pipeline(load_dissectors()), drops).decode()
+    assert 'dicom_sensor_capture_dropped_packets_total{interface="span0"} 3.0' in text
+    assert 'dicom_sensor_capture_dropped_packets_total{interface="span1"} 0.0' in text
+    assert 'dicom_sensor_interface_dropped_packets_total{interface="span0"} 49.0' in text
+    offline = exposition(Pipeline(load_dissectors())).decode()
+    assert "dicom_sensor_capture_dropped_packets_total{" not in offline
