@@ -36,7 +36,7 @@ export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-ALL=(normal-workflow perimeter shadow-pacs brute-force credentials-move-query)
+ALL=(normal-workflow perimeter shadow-pacs brute-force credentials-move-query sweep bulk-outbound)
 if [ "$#" -gt 0 ]; then SCEN=("$@"); else SCEN=("${ALL[@]}"); fi
 for s in "${SCEN[@]}"; do
   case " ${ALL[*]} " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
@@ -192,7 +192,7 @@ def uid(*parts):
     return "2.25.%d" % uuid.uuid5(uuid.NAMESPACE_URL, "/".join(map(str, (SEED, *parts)))).int
 
 
-def image(path, sop_class, modality, name, pid, study, number):
+def image(path, sop_class, modality, name, pid, study, number, rows=64, cols=64):
     sop_uid = uid(study, number)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -220,13 +220,13 @@ def image(path, sop_class, modality, name, pid, study, number):
     ds.InstanceNumber = number
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = 64
+    ds.Rows, ds.Columns = rows, cols
     ds.BitsAllocated = 16
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
     ds.PixelData = bytes(((i * 7 + number) & 0xFF) if i % 2 == 0 else (i >> 9) & 0x0F
-                         for i in range(2 * 64 * 64))
+                         for i in range(2 * rows * cols))
     ds.save_as(path, enforce_file_format=True)
     return ds
 
@@ -241,6 +241,11 @@ objs = [
 ]
 for f, cls, mod, name, pid, study, num in objs:
     ds = image(out / f, cls, mod, name, pid, study, num)
+    print(f, (out / f).stat().st_size, ds.SOPInstanceUID, ds.StudyInstanceUID)
+# bulk-outbound: five 600 x 512 CT slices (614,400 pixel bytes each)
+for num in range(1, 6):
+    f = "ct_foxtrot_%d.dcm" % num
+    ds = image(out / f, CT, "CT", "SYNTHETIC^FOXTROT", "SYN0006", "study-foxtrot", num, 600, 512)
     print(f, (out / f).stat().st_size, ds.SOPInstanceUID, ds.StudyInstanceUID)
 PYEOF
 
@@ -316,6 +321,40 @@ print("ASSOCIATION released=%s" % assoc.is_released)
 sys.exit(0 if st.Status == 0 else 4)
 PYEOF
 
+cat >"$WORK/py/pyports.py" <<'PYEOF'
+"""pynetdicom Verification SCP listening on several ports at once (a node's DICOM services)."""
+import argparse
+import logging
+import signal
+
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+p = argparse.ArgumentParser()
+p.add_argument("--host", required=True)
+p.add_argument("--aet", required=True)
+p.add_argument("ports", type=int, nargs="+")
+a = p.parse_args()
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+log = logging.getLogger("pyports")
+log.setLevel(logging.INFO)
+
+
+def on_echo(event):
+    log.info("C-ECHO-RQ from %s on port %d", event.assoc.requestor.ae_title,
+             event.assoc.acceptor.port)
+    return 0x0000
+
+
+ae = AE(ae_title=a.aet)
+ae.require_called_aet = False  # answers whatever called AE title it is asked for
+ae.add_supported_context(Verification)
+for port in a.ports:
+    ae.start_server((a.host, port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
+    log.info("listening on %s:%d as %s", a.host, port, a.aet)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+PYEOF
+
 # ---------------------------------------------------------------- versions (provenance)
 DCMTK_VER="$( ("$STORESCP" --version 2>/dev/null || true) | head -1 | sed 's/^\$dcmtk: //; s/ \$$//')"
 PYND_VER="$(python3 -c 'import pynetdicom; print(pynetdicom.__version__)')"
@@ -386,7 +425,7 @@ newscen() {
 }
 cap_start() {
   local i
-  ip netns exec "$CORE" tcpdump -i span1 -n -s 0 -U --immediate-mode -Z root -w "$O/capture.pcap" tcp \
+  ip netns exec "$CORE" tcpdump -i span1 -n -s 0 -B 65536 -U --immediate-mode -Z root -w "$O/capture.pcap" tcp \
     >"$L/tcpdump.log" 2>&1 &
   CAPPID=$!
   PIDS+=("$CAPPID")
@@ -396,7 +435,12 @@ cap_start() {
   done
   die "tcpdump did not start: $(cat "$L/tcpdump.log")"
 }
-cap_stop() { sleep 1; stop "$CAPPID" INT; }
+cap_stop() {
+  sleep 1; stop "$CAPPID" INT
+  # a capture that lost packets would show gaps no peer made
+  grep -q "^0 packets dropped by kernel" "$L/tcpdump.log" \
+    || die "tcpdump lost packets: $(cat "$L/tcpdump.log")"
+}
 
 # dcmqrscp as the PACS (AE title PACS, port 104): a fresh database per scenario, holding study
 # SYNTHETIC^DELTA; it answers only to the called AE title PACS (others: A-ASSOCIATE-RJ
@@ -431,8 +475,10 @@ EOF
 # tshark's count of association PDUs: "RQ AC RJ"
 pdu_counts() {
   local f
+  local extra=() p
+  for p in ${EXTRA_PORTS:-}; do extra+=(-d "tcp.port==$p,dicom"); done
   f="$(tshark -n -r "$O/capture.pcap" -d tcp.port==104,dicom -d tcp.port==11112,dicom \
-        -d tcp.port==11113,dicom -d tcp.port==11114,dicom -Y dicom -T fields -e dicom.pdu.type \
+        -d tcp.port==11113,dicom -d tcp.port==11114,dicom "${extra[@]}" -Y dicom -T fields -e dicom.pdu.type \
         | tr ',' '\n')"
   printf '%s %s %s' "$(grep -c '^0x0*1$' <<<"$f" || true)" "$(grep -c '^0x0*2$' <<<"$f" || true)" \
     "$(grep -c '^0x0*3$' <<<"$f" || true)"
@@ -466,7 +512,7 @@ write_readme() {
     echo "## Environment"
     echo
     echo "- DCMTK: $DCMTK_VER; pynetdicom $PYND_VER, pydicom $PYDI_VER; nmap: $NMAP_VER"
-    echo "- capture: $TCPDUMP_VER, \`tcpdump -i span1 -n -s 0 -U --immediate-mode -w capture.pcap tcp\`"
+    echo "- capture: $TCPDUMP_VER, \`tcpdump -i span1 -n -s 0 -B 65536 -U --immediate-mode -w capture.pcap tcp\`"
     echo "  in the core namespace; span1 receives a mirror (tc mirred) of every packet entering"
     echo "  the core from a host, so each packet is in the capture once, with the sending"
     echo "  host's MAC addresses and TTL 64 (before routing)"
@@ -822,10 +868,179 @@ pyscp.py and pyscu.py are written by generate.sh (heredocs).
 EOF
 }
 
+scen_sweep() {
+  newscen sweep
+  # two radiology nodes, each answering DICOM on six ports (pynetdicom, any called AE title)
+  local ports=(104 11112 4242 1104 5104 8104)
+  bgrun "$L/pyports-modality.log" modality python3 "$WORK/py/pyports.py" --host "$MOD" --aet CT01 "${ports[@]}"
+  local scp1=$LASTPID
+  bgrun "$L/pyports-pacs.log" pacs python3 "$WORK/py/pyports.py" --host "$PACS" --aet PACS "${ports[@]}"
+  local scp2=$LASTPID
+  local p h
+  for p in "${ports[@]}"; do wait_listen modality "$p"; wait_listen pacs "$p"; done
+  cap_start
+  # the radiology workstation, compromised, walks host:port pairs with DCMTK echoscu
+  local order=() i=0
+  for p in "${ports[@]}"; do
+    for h in "$MOD" "$PACS"; do
+      i=$((i + 1))
+      in_ radws "$ECHOSCU" -v -aet RADWS -aec ANY-SCP "$h" "$p" >"$L/echoscu-$i.log" 2>&1 \
+        || die "echoscu to $h:$p failed: $(cat "$L/echoscu-$i.log")"
+      must_grep "Received Echo Response (Success)" "$L/echoscu-$i.log" 1
+      order+=("$h:$p")
+    done
+  done
+  cap_stop; stop "$scp1"; stop "$scp2"
+  must_grep "C-ECHO-RQ from RADWS" "$L/pyports-modality.log" "${#ports[@]}"
+  must_grep "C-ECHO-RQ from RADWS" "$L/pyports-pacs.log" "${#ports[@]}"
+  local n=${#order[@]} threshold=10
+  EXTRA_PORTS="4242 1104 5104 8104" check_pdus "$n $n 0"
+  # association-sweep fires on every A-ASSOCIATE-RQ from the one whose distinct host:port
+  # pair is the 10th (threshold 10, window 300 s) on; folded per source.
+  local findings=$(( n - threshold + 1 ))
+  local first="${order[$((threshold - 1))]}"
+  {
+    echo "association-sweep $RADWS ${first%:*} detected 1"
+    echo "association-sweep $RADWS ${first%:*} folded $(( findings - 1 ))"
+  } | write_expected
+  write_readme "an association sweep across hosts and ports" <<EOF
+The radiology workstation RADWS ($RADWS, zone \`radiology\`), taken over, walks the DICOM
+services of its network with DCMTK echoscu (calling RADWS, called ANY-SCP): two radiology
+nodes, the CT modality $MOD and the PACS $PACS, each run a pynetdicom Verification SCP
+(pyports.py, written by generate.sh) answering on ports ${ports[*]}. echoscu asks them in
+this order, one association each, every one accepted, C-ECHO, released:
+
+$(for i in "${!order[@]}"; do echo "$((i + 1)). ${order[$i]}"; done)
+
+$n associations from one source to $n distinct host:port pairs within a few seconds.
+
+## Expected alerts (expected_alerts.json)
+
+| rule | source -> destination | action | count | why |
+|---|---|---|---|---|
+| association-sweep | $RADWS -> ${first%:*} | detected | 1 | association $threshold (${first}): the $threshold-th distinct host:port pair one source asked within 300 s (threshold \`ports\` 10, the default) |
+| association-sweep | $RADWS -> ${first%:*} | folded | $(( findings - 1 )) | associations $((threshold + 1))..$n each give a finding (the count stays at or above 10): $n - $threshold + 1 = $findings findings; the sweep is folded per source, so the later ones fold into the first one's alert |
+
+Not expected: zone rules (radiology <-> radiology and pacs: both radiology zones, inside),
+\`scanner-probe\` (calling AE RADWS, not ECHOSCU), \`dicom-on-tls-port\` (no port 2762),
+\`new-*\` (learning period). The hosts count stays at 2 (threshold \`hosts\` 10).
+
+Made to check that a sweep is seen whole when \`capture --workers N\` spreads its
+connections over workers (tests/sensor/test_one_sensor.py).
+
+## Commands
+
+    # modality ($MOD): python3 pyports.py --host $MOD --aet CT01 ${ports[*]}
+    # pacs ($PACS):    python3 pyports.py --host $PACS --aet PACS ${ports[*]}
+    # radws ($RADWS):  for p in ${ports[*]}; do for h in $MOD $PACS; do
+    #                      echoscu -aet RADWS -aec ANY-SCP \$h \$p; done; done
+EOF
+}
+
+scen_bulk_outbound() {
+  newscen bulk-outbound
+  mkdir -p "$L/ext-in"
+  local per_assoc=400000 per_window=2000000 window=3600
+  # this scenario's config: the hospital's, with bulk-outbound thresholds a test can reach
+  awk -v a="$per_assoc" -v w="$per_window" -v s="$window" '
+    /^alerts:/ {
+      print "  bulk-outbound:      # low thresholds, so that a few MB are \"bulk\" (this scenario only)"
+      print "    bytes_per_association: " a
+      print "    bytes_per_window: " w
+      print "    window: " s
+    }
+    { sub(/^# The same file is copied into every scenario folder\./,
+          "# The hospital config of every scenario folder, with bulk-outbound thresholds lowered."); print }
+  ' "$WORK/config.yaml" >"$O/config.yaml"
+  cap_start
+  bgrun "$L/storescp-ext.log" ext "$STORESCP" -v -dhl -aet CLOUDARCHIVE -od "$L/ext-in" 104; local extscp=$LASTPID
+  wait_listen ext 104
+  # the PACS pushes a study out to an archive on the internet, one image per association
+  local n=0 f sizes=()
+  for f in "$D"/ct_foxtrot_*.dcm; do
+    n=$((n + 1))
+    in_ pacs "$STORESCU" -v -aet PACS -aec CLOUDARCHIVE "$EXT" 104 "$f" >"$L/storescu-$n.log" 2>&1 \
+      || die "pacs storescu $n failed: $(cat "$L/storescu-$n.log")"
+    must_grep "Received Store Response (Success)" "$L/storescu-$n.log" 1
+  done
+  cap_stop; stop "$extscp"
+  [ "$n" -eq 5 ] || die "expected 5 bulk images, made $n"
+  [ "$(ls "$L/ext-in" | wc -l)" -eq "$n" ] || die "external storescp did not store $n objects"
+  check_pdus "$n $n 0"
+  # What the PACS sends per association: the file's data set (the file less its preamble
+  # and meta header, a few hundred bytes) plus P-DATA-TF and PDV headers (12 bytes per
+  # 16 KB PDU): within 1 KB of the file's size, far from every threshold below.
+  for f in "$D"/ct_foxtrot_*.dcm; do sizes+=("$(stat -c %s "$f")"); done
+  # The rule looks at the bytes sent at each DIMSE message (C-STORE-RQ: the command;
+  # C-STORE-RSP: the data set before it). A message fires if its association's bytes reach
+  # bytes_per_association (once per association) or the source's bytes within the window
+  # reach bytes_per_window (every message with new bytes from then on).
+  local findings
+  findings="$(python3 -c '
+import sys
+per_assoc, per_window = int(sys.argv[1]), int(sys.argv[2])
+total, findings = 0, 0
+for size in map(int, sys.argv[3:]):
+    # C-STORE-RQ: the command (a few hundred bytes) is new; C-STORE-RSP: all of it is.
+    total += 1
+    if total >= per_window:
+        findings += 1
+    total += size - 1
+    if size >= per_assoc or total >= per_window:
+        findings += 1
+print(findings)' "$per_assoc" "$per_window" "${sizes[@]}")"
+  write_expected <<EOF
+perimeter-outbound $PACS $EXT detected 1
+bulk-outbound $PACS $EXT detected 1
+perimeter-outbound $PACS $EXT folded $(( n - 1 ))
+bulk-outbound $PACS $EXT folded $(( findings - 1 ))
+EOF
+  write_readme "bulk DICOM leaving the hospital" <<EOF
+The PACS $PACS (zone \`pacs\`, dmz) pushes a study of five 600 x 512 CT slices
+(SYNTHETIC^FOXTROT, SYN0006, about 615 KB each) to CLOUDARCHIVE, a DCMTK storescp on the
+internet host $EXT:104 (zone \`internet\`, external): DCMTK storescu, one image per
+association, five associations, all accepted and released. The files are ${sizes[*]}
+bytes: each association carries about as many P-DATA-TF bytes (the data set, without the
+file's preamble and meta header, plus PDU and PDV headers).
+
+This folder's config.yaml is the hospital's with lower \`bulk-outbound\` thresholds, so a
+few MB count as bulk: bytes_per_association $per_assoc, bytes_per_window $per_window,
+window $window s.
+
+## Expected alerts (expected_alerts.json)
+
+The rule looks at the bytes the inside side has sent at each DIMSE message: a C-STORE-RQ
+adds its command, a C-STORE-RSP the data set sent before it. A message is a finding when
+its association has reached bytes_per_association (once per association) or the source's
+bytes within the window have reached bytes_per_window (every message with new bytes from
+then on). Each association reaches $per_assoc at its C-STORE-RSP (5 findings); the source
+passes $per_window within association 4, so association 5's C-STORE-RQ is a finding too:
+$findings findings.
+
+| rule | source -> destination | action | count | why |
+|---|---|---|---|---|
+| perimeter-outbound | $PACS -> $EXT | detected | 1 | association 1: a node inside asks an external node for an association |
+| bulk-outbound | $PACS -> $EXT | detected | 1 | association 1's C-STORE-RSP: about 615 KB sent, at least $per_assoc |
+| perimeter-outbound | $PACS -> $EXT | folded | $(( n - 1 )) | associations 2-$n |
+| bulk-outbound | $PACS -> $EXT | folded | $(( findings - 1 )) | the other $(( findings - 1 )) findings, as computed above |
+
+Not expected: \`radiology-boundary\` (external peers are the perimeter rules' business).
+
+Made to check that bulk per window is counted whole when \`capture --workers N\` spreads
+the associations over workers (tests/sensor/test_one_sensor.py).
+
+## Commands
+
+    # ext ($EXT):   storescp -v -aet CLOUDARCHIVE 104
+    # pacs ($PACS): for f in ct_foxtrot_{1..5}.dcm; do storescu -aet PACS -aec CLOUDARCHIVE $EXT 104 \$f; done
+EOF
+}
+
 # ---------------------------------------------------------------- run
 for s in "${SCEN[@]}"; do
   "scen_${s//-/_}"
-  cp "$WORK/config.yaml" "$WORK/out/$s/config.yaml"
+  # the hospital's config, unless the scenario wrote its own
+  [ -f "$WORK/out/$s/config.yaml" ] || cp "$WORK/config.yaml" "$WORK/out/$s/config.yaml"
 done
 
 # the canary only in the credentials capture (and its README)

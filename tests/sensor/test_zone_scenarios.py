@@ -24,8 +24,8 @@ ZONES = ROOT / "pcaps" / "zones"
 SCENARIOS = sorted(p.parent.name for p in ZONES.glob("*/capture.pcap"))
 CANARY = "CANARY-ZONES-PASS"
 EXAMPLE = ROOT / "deploy" / "zones.example.yaml"
-EXPECTED_SCENARIOS = ["brute-force", "credentials-move-query", "normal-workflow", "perimeter",
-                      "shadow-pacs"]  # fmt: skip
+EXPECTED_SCENARIOS = ["brute-force", "bulk-outbound", "credentials-move-query", "normal-workflow",
+                      "perimeter", "shadow-pacs", "sweep"]  # fmt: skip
 
 AlertKey = tuple[str, str, str, str, int]
 
