@@ -29,6 +29,9 @@ class SensorCounters:
     plugin_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     plugin_connections: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     captures_cut_off: int = 0
+    # capture --workers: policy inputs judged before every worker had passed their time
+    # (the parent's hold cap bit: one worker lagged far behind the others)
+    policy_inputs_unordered: int = 0
     capture_file_bytes: int = 0
     # Deliveries that failed, by output (baseline, syslog, files); keys exist from the start
     # so a sending thread never grows the dict while a snapshot pickles it.

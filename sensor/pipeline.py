@@ -707,11 +707,25 @@ class _Originator:
         return self.direction
 
 
-class PolicyInbox:
-    """The parent's side: the workers' inputs merged in time order, judged by one pipeline."""
+# Inputs the parent holds for a worker that has not passed their time; beyond it the
+# oldest are judged at once (counted: dicom_sensor_policy_inputs_unordered_total).
+MAX_WAITING_INPUTS = 200_000
 
-    def __init__(self, judge: Pipeline, workers: int) -> None:
+
+class PolicyInbox:
+    """The parent's side: the workers' inputs merged in time order, judged by one pipeline.
+
+    An input is judged once every worker's watermark has reached its order, so findings
+    come out as if one process had seen every packet. A worker that stops sending (wedged,
+    or overloaded far beyond the others) would hold everyone's inputs back: beyond
+    ``max_waiting`` inputs held, the oldest are judged without waiting for it.
+    """
+
+    def __init__(
+        self, judge: Pipeline, workers: int, max_waiting: int = MAX_WAITING_INPUTS
+    ) -> None:
         self.judge = judge
+        self.max_waiting = max_waiting
         self.queues: list[list[tuple[Any, ...]]] = [[] for _ in range(workers)]
         self.heads = [0] * workers  # the next input of each queue
         self.watermarks = [float("-inf")] * workers
@@ -745,6 +759,7 @@ class PolicyInbox:
         waiting = self.waiting()
         if waiting > self.waiting_peak:
             self.waiting_peak = waiting
+        over = waiting - self.max_waiting  # inputs to judge now, in order, without waiting
         judge = self.judge
         while True:
             best, best_order = -1, low
@@ -752,10 +767,13 @@ class PolicyInbox:
                 h = heads[w]
                 if h < len(queue):
                     order = queue[h][0]
-                    if order <= low and (best < 0 or order < best_order):
+                    if (order <= low or over > 0) and (best < 0 or order < best_order):
                         best, best_order = w, order
             if best < 0:
                 break
+            if best_order > low:
+                over -= 1
+                judge.counters.policy_inputs_unordered += 1
             item = queues[best][heads[best]]
             heads[best] += 1
             judge.judge_time(best_order)

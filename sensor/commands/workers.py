@@ -137,6 +137,7 @@ class Merged:
                 mine["interface"] = max(mine["interface"], theirs["interface"])
         judged = self.judge.counters
         counters.alerts.update(judged.alerts)
+        counters.policy_inputs_unordered = judged.policy_inputs_unordered
         counters.output_failures.update(self.file_failures)
         counters.last_packet_ts = max(counters.last_packet_ts, judged.last_packet_ts)
         self.counters, self.engine.stats = counters, stats
@@ -365,6 +366,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         associations=sum(merged.counters.associations.values()),
         policy_inputs=inbox.judged,
         policy_inputs_waiting_peak=inbox.waiting_peak,
+        policy_inputs_unordered=judge.counters.policy_inputs_unordered,
     )
     return 0
 

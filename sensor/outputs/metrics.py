@@ -306,6 +306,13 @@ class SensorCollector(Collector):
         )
         yield _single(
             CounterMetricFamily,
+            "dicom_sensor_policy_inputs_unordered",
+            "capture --workers: policy inputs judged before every worker had passed their "
+            "time, because the parent held its cap of inputs (a worker lagging far behind).",
+            c.policy_inputs_unordered,
+        )
+        yield _single(
+            CounterMetricFamily,
             "dicom_sensor_truncated_segments",
             "TCP segments cut by the capture's snaplen (their missing bytes become gaps).",
             stats.truncated_segments,

@@ -1,0 +1,99 @@
+"""The workers' parent judges policy inputs in time order across workers (PolicyInbox).
+
+Inputs here are real: PolicyOutbox collects them while a worker-mode Pipeline reads a
+pcaps/zones capture; the parent side must find what one Pipeline reading it finds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dissectors.registry import load_dissectors
+from sensor.capture.offline import OfflineCapture
+from sensor.pipeline import Pipeline, PolicyInbox, PolicyOutbox
+from sensor.policy.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+BRUTE = ROOT / "pcaps" / "zones" / "brute-force"
+
+
+class Judged(Pipeline):
+    """A judging pipeline that notes the order of what it judged."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(load_dissectors(), policy_config=config)
+        self.seen: list[float] = []
+
+    def judge_event(self, key: int, info: Any, session: Any, event: Any) -> None:
+        self.seen.append(event.ts)
+        super().judge_event(key, info, session, event)
+
+
+def outbox_inputs(folder: Path) -> list[tuple[Any, ...]]:
+    """The inputs a worker reading the whole capture would send."""
+    worker = Pipeline(load_dissectors(), policy_config=load_config(str(folder / "config.yaml")))
+    outbox = PolicyOutbox()
+    worker.remote_policy(outbox)
+    worker.read(OfflineCapture(str(folder / "capture.pcap")))
+    worker.finish()
+    return outbox.take(outbox.clock)[1]
+
+
+def alerts(pipeline: Pipeline) -> Counter[str]:
+    return Counter({rule: n for (rule, _), n in pipeline.counters.alerts.items()})
+
+
+def test_a_worker_judges_nothing_and_the_parent_finds_what_read_finds() -> None:
+    config = load_config(str(BRUTE / "config.yaml"))
+    inputs = outbox_inputs(BRUTE)
+    kinds = Counter(item[1] for item in inputs)
+    assert kinds["close"] == 22 and kinds["event"] > 22, kinds
+    reference = Pipeline(load_dissectors(), policy_config=config)
+    reference.read(OfflineCapture(str(BRUTE / "capture.pcap")))
+    reference.finish()
+    judge = Judged(config)
+    inbox = PolicyInbox(judge, 1)
+    inbox.receive(0, float("inf"), inputs)
+    judge.finish()
+    assert alerts(judge) == alerts(reference)
+    assert alerts(judge)["ae-brute-force"] == 17
+    assert judge.policy.inventory.nodes.keys() == reference.policy.inventory.nodes.keys()
+
+
+def test_inputs_wait_for_every_workers_watermark_and_merge_in_time_order() -> None:
+    config = load_config(str(BRUTE / "config.yaml"))
+    inputs = outbox_inputs(BRUTE)
+    # Deal the associations to two workers as a fanout would: by session key.
+    keys = sorted({item[2] for item in inputs})
+    share = [[i for i in inputs if keys.index(i[2]) % 2 == w] for w in (0, 1)]
+    judge = Judged(config)
+    inbox = PolicyInbox(judge, 2)
+    # Worker 0 sends everything; worker 1 has said nothing yet: nothing may be judged.
+    inbox.receive(0, share[0][-1][0], share[0])
+    assert inbox.judged == 0 and inbox.waiting() == len(share[0])
+    # Worker 1 passes the middle of the capture: what both have passed is judged, in order.
+    middle = share[1][len(share[1]) // 2][0]
+    first_half = [i for i in share[1] if i[0] <= middle]
+    inbox.receive(1, middle, first_half)
+    assert 0 < inbox.judged < len(inputs)
+    assert all(o <= middle for o in judge.seen)
+    inbox.receive(1, float("inf"), [i for i in share[1] if i[0] > middle])
+    assert inbox.judged == len(inputs) and inbox.waiting() == 0
+    assert judge.seen == sorted(judge.seen)
+    judge.finish()
+    # The brute force is counted whole although each worker saw about half of it.
+    assert alerts(judge)["ae-brute-force"] == 17
+    assert judge.counters.policy_inputs_unordered == 0
+
+
+def test_a_worker_far_behind_does_not_hold_inputs_without_bound() -> None:
+    config = load_config(str(BRUTE / "config.yaml"))
+    inputs = outbox_inputs(BRUTE)
+    judge = Judged(config)
+    inbox = PolicyInbox(judge, 2, max_waiting=10)
+    inbox.receive(0, inputs[-1][0], inputs)  # worker 1 never speaks
+    assert inbox.waiting() == 10
+    assert judge.counters.policy_inputs_unordered == len(inputs) - 10
+    assert judge.seen == sorted(judge.seen)
