@@ -104,7 +104,6 @@ class Merged:
 
     def __init__(self, judge: Any, dissectors: tuple[Any, ...]) -> None:
         self.judge = judge
-        self.policy_config = judge.policy_config
         self.dissectors = dissectors
         self.counters = SensorCounters()
         self.engine = argparse.Namespace(stats=EngineStats())
@@ -114,6 +113,11 @@ class Merged:
         self.drops: dict[str, dict[str, int]] = {}
         # Writes the parent's own outputs could not take (workers write no files).
         self.file_failures: Counter[str] = judge.counters.output_failures
+
+    @property
+    def policy_config(self) -> Any:
+        """The config in force (the parent's, reloaded on SIGHUP)."""
+        return self.judge.policy_config
 
     def update(self, snapshots: dict[int, dict[str, Any]]) -> None:
         """Recompute the sums from each worker's latest snapshot."""
