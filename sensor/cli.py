@@ -10,7 +10,7 @@ from typing import Any
 
 from . import __version__
 from .commands.capture import add_capture_parser
-from .commands.options import check_options
+from .commands.options import add_format_options, check_options
 from .commands.read import ReadOptions, run_demo, run_read
 
 EXIT_OK = 0
@@ -116,19 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--events", metavar="PATH", help="alert and anomaly events, JSON lines (- = stdout)"
     )
-    g.add_argument(
-        "--events-format",
-        choices=("ecs", "eve"),
-        default="ecs",
-        help="--events as ECS JSON (default) or Suricata EVE JSON",
-    )
-    g.add_argument("--zeek-log", metavar="PATH", help="Zeek-style dicom.log (- = stdout)")
-    g.add_argument(
-        "--zeek-format",
-        choices=("tsv", "json"),
-        default="tsv",
-        help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
-    )
+    add_format_options(g)
     g.add_argument(
         "--metrics", metavar="PATH", help="Prometheus text exposition written at the end"
     )

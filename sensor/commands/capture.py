@@ -16,8 +16,8 @@ from .live import (
     interface_drops,
     live_loop,
     log,
+    log_warnings,
     metrics_url,
-    no_output_warning,
     open_sinks,
     report_to_log,
     set_quiet,
@@ -25,6 +25,7 @@ from .live import (
     totals,
     write_state,
 )
+from .options import add_format_options
 
 EXIT_OK = 0
 EXIT_FAIL = 2
@@ -96,11 +97,7 @@ def run_capture(args: argparse.Namespace) -> int:
         metrics_url=metrics_url(args),
         notes=list(config.notes),
     )
-    if pipeline.policy.baseline.load_error:
-        log("baseline.reset", level="warning", reason=pipeline.policy.baseline.load_error)
-    nothing = no_output_warning(args, config)
-    if nothing is not None:
-        log("capture.no-output", level="warning", reason=nothing)
+    log_warnings(pipeline, args, config)
     live_loop(pipeline, sources, signals, drops, args, sinks)
     pipeline.finish()
     for sink in sinks.values():
@@ -155,19 +152,7 @@ def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> 
     g = p.add_argument_group("outputs")
     g.add_argument("--associations", metavar="PATH", help="association records, JSON lines")
     g.add_argument("--events", metavar="PATH", help="alert and anomaly events, JSON lines")
-    g.add_argument(
-        "--events-format",
-        choices=("ecs", "eve"),
-        default="ecs",
-        help="--events as ECS JSON (default) or Suricata EVE JSON",
-    )
-    g.add_argument("--zeek-log", metavar="PATH", help="Zeek-style dicom.log")
-    g.add_argument(
-        "--zeek-format",
-        choices=("tsv", "json"),
-        default="tsv",
-        help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
-    )
+    add_format_options(g)
     g.add_argument("--inventory", metavar="PATH", help="DICOM nodes, JSON (rewritten every minute)")
     g.add_argument("--inventory-csv", metavar="PATH", help="DICOM nodes, CSV")
     g.add_argument("--metrics", metavar="PATH", help="Prometheus text file, rewritten every minute")

@@ -122,6 +122,15 @@ def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
     )
 
 
+def log_warnings(pipeline: Any, args: argparse.Namespace, config: Any) -> None:
+    """What capture says at its start about a reset baseline or a missing output."""
+    if pipeline.policy.baseline.load_error:
+        log("baseline.reset", level="warning", reason=pipeline.policy.baseline.load_error)
+    nothing = no_output_warning(args, config)
+    if nothing is not None:
+        log("capture.no-output", level="warning", reason=nothing)
+
+
 def metrics_url(args: argparse.Namespace) -> str | None:
     """Where /metrics is served, with the scheme TLS gives it."""
     if not args.metrics_listen:

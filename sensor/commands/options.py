@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from typing import Any
 
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 MAX_SNAPLEN = 262_144  # libpcap's MAXIMUM_SNAPLEN
@@ -106,3 +107,20 @@ def check_options(args: argparse.Namespace) -> str | None:
         if name in interfaces[:i]:
             return f"-i {name}: interface given twice"
     return _check_paths(args)
+
+
+def add_format_options(group: Any) -> None:
+    """--events-format, --zeek-log and --zeek-format: the same for `read` and `capture`."""
+    group.add_argument(
+        "--events-format",
+        choices=("ecs", "eve"),
+        default="ecs",
+        help="--events as ECS JSON (default) or Suricata EVE JSON",
+    )
+    group.add_argument("--zeek-log", metavar="PATH", help="Zeek-style dicom.log (- = stdout)")
+    group.add_argument(
+        "--zeek-format",
+        choices=("tsv", "json"),
+        default="tsv",
+        help="dicom.log as Zeek's TSV with headers (default) or Zeek's JSON",
+    )

@@ -43,8 +43,8 @@ from .live import (
     interface_drops,
     live_loop,
     log,
+    log_warnings,
     metrics_url,
-    no_output_warning,
     open_sinks,
     reload_config,
     report_to_log,
@@ -294,11 +294,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         metrics_url=metrics_url(args),
         notes=list(config.notes),
     )
-    if judge.policy.baseline.load_error:
-        log("baseline.reset", level="warning", reason=judge.policy.baseline.load_error)
-    nothing = no_output_warning(args, config)
-    if nothing is not None:
-        log("capture.no-output", level="warning", reason=nothing)
+    log_warnings(judge, args, config)
     snapshots: dict[int, dict[str, Any]] = {}
     done: set[int] = set()
     errors: list[str] = []
