@@ -35,6 +35,8 @@ from dissectors.dicom.events import (
     DimseMessage,
     GapDetected,
 )
+from dissectors.dicom.items import PresentationContextAC, PresentationContextRQ
+from dissectors.dicom.pdu import AssociateAC, AssociateRQ
 
 from .capture import fastread
 from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
@@ -667,6 +669,19 @@ def _pickle_inputs_by_constructor() -> None:
 _pickle_inputs_by_constructor()
 
 
+# A-ASSOCIATE-RQ/-AC travel as (kind, fields..., contexts) with their presentation
+# contexts (30 in a storescu proposal, 2-3 transfer syntaxes each) named by a number once a
+# worker has sent the same list: a modality proposes the same list on every association.
+MAX_CONTEXT_LISTS = 1024  # per worker; beyond it a list is sent whole each time (correct, slower)
+_ASSOCIATE = {"rq": AssociateRQ, "ac": AssociateAC}
+_CONTEXT_CLASS = {"rq": PresentationContextRQ, "ac": PresentationContextAC}
+_CONTEXT_ROW = {
+    kind: operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+    for kind, cls in _CONTEXT_CLASS.items()
+}
+_ASSOCIATE_EVENTS = (AssociationRequested, AssociationAccepted, AssociationRejected)
+
+
 def _same_identity(a: FlowInfo, b: FlowInfo) -> bool:
     """The same flow identity (first_ts, vlan and peer follow from the flow's key)."""
     return (
@@ -690,6 +705,22 @@ class PolicyOutbox:
         self.clock = 0.0  # the order of the latest input, or the latest watermark
         # key -> (flow info, request, accept, reject) as last sent
         self._sent: dict[int, tuple[FlowInfo, Any, Any, Any]] = {}
+        self._context_lists: dict[tuple[str, tuple[Any, ...]], int] = {}
+
+    def _associate(self, kind: str, pdu: Any) -> tuple[Any, ...] | None:
+        """An A-ASSOCIATE-RQ/-AC as sent: its fields, its context list or that list's number."""
+        if pdu is None:
+            return None
+        rows = tuple(map(_CONTEXT_ROW[kind], pdu.presentation_contexts))
+        contexts: Any = self._context_lists.get((kind, rows))
+        if contexts is None:
+            number = -1
+            if len(self._context_lists) < MAX_CONTEXT_LISTS:
+                number = self._context_lists[(kind, rows)] = len(self._context_lists)
+            contexts = (number, rows)
+        return (kind, pdu.protocol_version, pdu.called_ae_title, pdu.calling_ae_title,
+                pdu.application_context_name, contexts, pdu.user_information,
+                pdu.unknown_items, pdu.anomalies)  # fmt: skip
 
     def _order(self, ts: float | None) -> float:
         if ts is not None and ts > self.clock:
@@ -700,13 +731,14 @@ class PolicyOutbox:
         st = session.state
         request, accept, reject = st.request, st.accept, st.reject
         last = self._sent.get(key)
-        pdus: tuple[Any, ...] | None = (st.detected_by, request, accept, reject)
+        pdus: tuple[Any, ...] | None = None
         new_info: FlowInfo | None = info
-        if last is not None:
-            if last[1] is request and last[2] is accept and last[3] is reject:
-                pdus = None
-            if _same_identity(last[0], info):
-                new_info = None
+        if last is None or last[1] is not request or last[2] is not accept or last[3] is not reject:
+            rq = self._associate("rq", request) if last is None or last[1] is not request else 0
+            ac = self._associate("ac", accept) if last is None or last[2] is not accept else 0
+            pdus = (st.detected_by, rq, ac, reject)  # 0: as before
+        if last is not None and _same_identity(last[0], info):
+            new_info = None
         self._sent[key] = (info, request, accept, reject)
         requestor = st.requestor
         c = st.counters
@@ -727,10 +759,17 @@ class PolicyOutbox:
         if event.__class__ is DimseMessage:
             command = _command_values(event.command)
             direction = int(event.direction)
-            item = (order, "dimse", key, new_info, facts, event.ts, direction, event.context_id)
-            self.inputs.append((*item, command))
+            context = event.context_id
+            self.inputs.append(
+                (order, "dimse", key, new_info, facts, event.ts, direction, context, command)
+            )
         else:
-            self.inputs.append((order, "event", key, new_info, facts, event))
+            # A-ASSOCIATE-RQ, -AC, -RJ: the parent rebuilds the event from the session's PDU.
+            kind = _ASSOCIATE_EVENTS.index(event.__class__)
+            direction = int(event.direction)
+            self.inputs.append(
+                (order, "associate", key, new_info, facts, event.ts, direction, kind)
+            )
 
     def close(self, key: int, info: FlowInfo, session: Any) -> None:
         """A DICOM association's end."""
@@ -769,7 +808,8 @@ class _SessionMirror:
         self.info = info
         self.state = AssociationState("")
 
-    def update(self, info: FlowInfo | None, facts: _Facts) -> None:
+    def update(self, info: FlowInfo | None, facts: _Facts, contexts: Any) -> None:
+        """Take a worker's facts; ``contexts`` rebuilds the PDUs that came with them."""
         if info is not None:
             self.info = info
         st = self.state
@@ -778,7 +818,11 @@ class _SessionMirror:
         st.counters[0].pdata_bytes = sent0
         st.counters[1].pdata_bytes = sent1
         if pdus is not None:
-            st.detected_by, st.request, st.accept, st.reject = pdus
+            st.detected_by, rq, ac, st.reject = pdus
+            if rq != 0:
+                st.request = contexts(rq)
+            if ac != 0:
+                st.accept = contexts(ac)
 
 
 class _Originator:
@@ -816,6 +860,7 @@ class PolicyInbox:
         self.heads = [0] * workers  # the next input of each queue
         self.watermarks = [float("-inf")] * workers
         self.sessions: dict[tuple[int, int], _SessionMirror] = {}
+        self.context_lists: dict[tuple[int, int], tuple[Any, ...]] = {}
         self.judged = 0  # inputs judged
         self.waiting_peak = 0  # most inputs held back at once (a slow worker's lag)
 
@@ -868,11 +913,27 @@ class PolicyInbox:
         if low != float("inf"):
             judge.judge_time(low)
 
+    def _associate(self, worker: int, sent: tuple[Any, ...] | None) -> Any:
+        """An A-ASSOCIATE-RQ/-AC from what a worker sent (its context list kept by number)."""
+        if sent is None:
+            return None
+        kind, version, called, calling, context_name, contexts, info, unknown, anomalies = sent
+        if isinstance(contexts, int):
+            items = self.context_lists[(worker, contexts)]
+        else:
+            number, rows = contexts
+            cls = _CONTEXT_CLASS[kind]
+            items = tuple(cls(*row) for row in rows)
+            if number >= 0:
+                self.context_lists[(worker, number)] = items
+        associate = _ASSOCIATE[kind]
+        return associate(version, called, calling, context_name, items, info, unknown, anomalies)
+
     def _mirror(self, worker: int, key: int, info: Any, facts: _Facts) -> _SessionMirror:
         mirror = self.sessions.get((worker, key))
         if mirror is None:
             mirror = self.sessions[(worker, key)] = _SessionMirror(info)
-        mirror.update(info, facts)
+        mirror.update(info, facts, lambda sent: self._associate(worker, sent))
         return mirror
 
     def _judge(self, worker: int, item: tuple[Any, ...]) -> None:
@@ -881,22 +942,21 @@ class PolicyInbox:
         if kind == "dimse":
             _, _, key, info, facts, ts, direction, context, values = item
             mirror = self._mirror(worker, key, info, facts)
-            event = DimseMessage(
-                ts,
-                _DIRECTIONS[direction],
-                context,
-                DimseCommand(**dict(zip(_COMMAND_FIELDS, values, strict=True))),
-            )
-            judge.judge_event(key, mirror.info, mirror, event)
-        elif kind == "event":
-            _, _, key, info, facts, event = item
+            command = DimseCommand(**dict(zip(_COMMAND_FIELDS, values, strict=True)))
+            dimse = DimseMessage(ts, _DIRECTIONS[direction], context, command)
+            judge.judge_event(key, mirror.info, mirror, dimse)
+        elif kind == "associate":
+            _, _, key, info, facts, ts, direction, which = item
             mirror = self._mirror(worker, key, info, facts)
-            judge.judge_event(key, mirror.info, mirror, event)
+            st = mirror.state
+            pdu: Any = (st.request, st.accept, st.reject)[which]
+            associate = _ASSOCIATE_EVENTS[which](ts, _DIRECTIONS[direction], pdu)
+            judge.judge_event(key, mirror.info, mirror, associate)
         elif kind == "close":
             _, _, key, info, facts = item
             found = self.sessions.pop((worker, key), None)
             mirror = found if found is not None else _SessionMirror(info)
-            mirror.update(info, facts)
+            mirror.update(info, facts, lambda sent: self._associate(worker, sent))
             judge.judge_close(key, info, mirror)
         elif kind == "generic":
             _, _, key, info, side, ts = item

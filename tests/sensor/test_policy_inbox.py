@@ -46,6 +46,43 @@ def outbox_inputs(folder: Path) -> list[tuple[Any, ...]]:
     return outbox.take(outbox.clock)[1]
 
 
+class Dealer:
+    """Deals sessions to several outboxes, as a fanout deals connections to workers."""
+
+    def __init__(self, n: int) -> None:
+        self.outboxes = [PolicyOutbox() for _ in range(n)]
+        self.seen: dict[int, int] = {}
+
+    def _box(self, key: int) -> PolicyOutbox:
+        return self.outboxes[self.seen.setdefault(key, len(self.seen) % len(self.outboxes))]
+
+    def event(self, key: int, *args: Any) -> None:
+        self._box(key).event(key, *args)
+
+    def close(self, key: int, *args: Any) -> None:
+        self._box(key).close(key, *args)
+
+    def generic(self, key: int, *args: Any) -> None:
+        self._box(key).generic(key, *args)
+
+    def tls(self, seg: Any) -> None:
+        self.outboxes[0].tls(seg)
+
+    def passed(self, ts: float) -> None:
+        for box in self.outboxes:
+            box.passed(ts)
+
+
+def dealt_inputs(folder: Path, n: int) -> list[list[tuple[Any, ...]]]:
+    """What n workers would send, each having followed every n-th association."""
+    worker = Pipeline(load_dissectors(), policy_config=load_config(str(folder / "config.yaml")))
+    dealer = Dealer(n)
+    worker.remote_policy(dealer)  # type: ignore[arg-type]
+    worker.read(OfflineCapture(str(folder / "capture.pcap")))
+    worker.finish()
+    return [box.take(box.clock)[1] for box in dealer.outboxes]
+
+
 def alerts(pipeline: Pipeline) -> Counter[str]:
     return Counter({rule: n for (rule, _), n in pipeline.counters.alerts.items()})
 
@@ -73,15 +110,13 @@ def test_a_worker_judges_nothing_and_the_parent_finds_what_read_finds(scenario: 
 
 def test_brute_force_inputs_are_the_capture_s_associations() -> None:
     kinds = Counter(item[1] for item in outbox_inputs(BRUTE))
-    assert kinds["close"] == 22 and kinds["event"] >= 22 + 1, kinds  # RQ each, one AC
+    assert kinds["close"] == 22 and kinds["associate"] == 22 + 21 + 1, kinds  # RQ each; RJ, AC
 
 
 def test_inputs_wait_for_every_workers_watermark_and_merge_in_time_order() -> None:
     config = load_config(str(BRUTE / "config.yaml"))
-    inputs = outbox_inputs(BRUTE)
-    # Deal the associations to two workers as a fanout would: by session key.
-    keys = sorted({item[2] for item in inputs})
-    share = [[i for i in inputs if keys.index(i[2]) % 2 == w] for w in (0, 1)]
+    share = dealt_inputs(BRUTE, 2)
+    inputs = [*share[0], *share[1]]
     judge = Judged(config)
     inbox = PolicyInbox(judge, 2)
     # Worker 0 sends everything; worker 1 has said nothing yet: nothing may be judged.
@@ -94,6 +129,9 @@ def test_inputs_wait_for_every_workers_watermark_and_merge_in_time_order() -> No
     assert 0 < inbox.judged < len(inputs)
     assert all(o <= middle for o in judge.seen)
     inbox.receive(1, float("inf"), [i for i in share[1] if i[0] > middle])
+    # Worker 1 is done; its inputs after worker 0's last watermark wait for worker 0.
+    assert all(o <= share[0][-1][0] for o in judge.seen)
+    inbox.done(0)
     assert inbox.judged == len(inputs) and inbox.waiting() == 0
     assert judge.seen == sorted(judge.seen)
     judge.finish()
@@ -111,3 +149,25 @@ def test_a_worker_far_behind_does_not_hold_inputs_without_bound() -> None:
     assert inbox.waiting() == 10
     assert judge.counters.policy_inputs_unordered == len(inputs) - 10
     assert judge.seen == sorted(judge.seen)
+
+
+def test_context_lists_beyond_the_workers_table_are_sent_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker names at most MAX_CONTEXT_LISTS presentation-context lists; the others go
+    whole each time, and the parent rebuilds the same PDUs."""
+    import sensor.pipeline
+
+    folder = ZONES / "normal-workflow"
+    config = load_config(str(folder / "config.yaml"))
+    monkeypatch.setattr(sensor.pipeline, "MAX_CONTEXT_LISTS", 1)
+    inputs = pickle.loads(pickle.dumps(outbox_inputs(folder)))
+    judge = Judged(config)
+    inbox = PolicyInbox(judge, 1)
+    inbox.receive(0, float("inf"), inputs)
+    judge.finish()
+    reference = Pipeline(load_dissectors(), policy_config=config)
+    reference.read(OfflineCapture(str(folder / "capture.pcap")))
+    reference.finish()
+    assert len(inbox.context_lists) == 1
+    assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
