@@ -30,8 +30,9 @@ What this measures and what it does not:
   ended the sensor was still reading its backlog. A lag near zero means the sensor kept up as
   the packets came; a lag of seconds means the ring was filling, and a longer step would drop.
 - tcpreplay does not always reach the asked rate on a veth; the table shows both.
-- ``--workers N`` is passed to the sensor as is (PACKET_FANOUT workers, issue 6). The sensor
-  has no such option yet, so only one worker can be measured: the bench says so and stops.
+- ``--workers N`` is passed to the sensor as is (PACKET_FANOUT workers). With N > 1 the
+  "sensor CPU" column is the parent's alone: what merging the workers' records and judging
+  their policy inputs costs (bench/worker_cost.py measures the parent and the whole sensor).
 
 The bench.pcap is made by ``python bench/generate.py`` (1.4M packets, 452 MB, 11 s); the bench
 generates it when missing (``--packets`` for a smaller one).
