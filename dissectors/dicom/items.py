@@ -12,6 +12,7 @@ from .constants import (
     UserInfoType,
 )
 from .errors import Reason
+from .extneg import ApplicationInformation, decode_application_information
 from .limits import Limits
 from .memo import Memo
 from .text import UID_MEMO, short_text, uid_memo
@@ -109,11 +110,17 @@ class SOPClassExtendedNegotiation:
     """SOP Class Extended Negotiation Sub-Item 0x56 (PS3.7 D.3.3.5).
 
     Offsets: 4 UID length (2), 6 SOP class UID, then service class application
-    information (the rest); only its length is kept.
+    information (the rest), decoded by the SOP class's PS3.4 layout where it has one
+    (``extneg.py``); for other SOP classes only its length is kept.
     """
 
     sop_class_uid: str
-    application_information_length: int
+    application_information: ApplicationInformation
+
+    @property
+    def application_information_length(self) -> int:
+        """Length of the service class application information field."""
+        return self.application_information.length
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,12 +536,13 @@ def parse_user_information(
             if field is None:
                 problems.add(Reason.BAD_LENGTH)
                 continue
-            ext.append(
-                SOPClassExtendedNegotiation(
-                    _uid_value(buf, field[0], field[1], problems),
-                    s_off + s_len - (field[0] + field[1]),
-                )
+            sop_class = _uid_value(buf, field[0], field[1], problems)
+            info = decode_application_information(
+                sop_class, bytes(buf[field[0] + field[1] : s_off + s_len])
             )
+            for reason in info.anomalies:
+                problems.add(reason)
+            ext.append(SOPClassExtendedNegotiation(sop_class, info))
         elif sub_type == UserInfoType.SOP_CLASS_COMMON_EXTENDED_NEGOTIATION:
             item = _common_extended(buf, s_off, s_len, limits, problems)
             if item is not None:
