@@ -420,12 +420,11 @@ class PolicyEngine:
         ts: float,
         out: list[Finding],
     ) -> None:
-        """A C-MOVE-RQ: a move to the requestor itself is known; any other waits for its
-        sub-association, its final response or ``decide_within`` seconds."""
+        """A C-MOVE-RQ waits for its sub-association, its final response or ``decide_within``
+        seconds: even a move to the requestor's own AE title goes wherever the SCP's table
+        says that title lives."""
         rule = self._rule("move-unknown-destination")
         if rule is None or allowed(rule, v, command.sop_class_uid, dest):
-            return
-        if dest == v.calling_ae and v.requestor_zone.trust is not Trust.EXTERNAL:
             return
         evicted = self.moves.add(
             session,
@@ -480,14 +479,21 @@ class PolicyEngine:
         """Whether a decision about this association is still to come (tick or flush)."""
         return self.moves.has_session(session)
 
-    def _known_destination(self, dest: str) -> bool:
-        """An AE title a node outside the external zones answered to, or the baseline knows."""
+    def _known_destination(self, entry: PendingMove) -> bool:
+        """The requestor's own AE title (a requestor outside the external zones), an AE title
+        a node outside the external zones answered to, or one the baseline knows."""
+        dest = entry.destination
+        v = entry.view
+        if dest == v.calling_ae and v.requestor_zone.trust is not Trust.EXTERNAL:
+            return True
         zones = self.config.zones
         external = {z.name for z in zones.zones if z.trust is Trust.EXTERNAL}
         if zones.default.trust is Trust.EXTERNAL:
             external.add(zones.default.name)
-        return self.inventory.knows_scp_ae_title(dest, external) or self.baseline.knows_ae_title(
-            dest
+        if self.inventory.knows_scp_ae_title(dest, external):
+            return True
+        return self.baseline.knows_ae_title(
+            dest, lambda ip: zones.lookup(ip).trust is not Trust.EXTERNAL
         )
 
     def _decide(
@@ -501,7 +507,7 @@ class PolicyEngine:
     ) -> None:
         """Take the entry off the table and say what its C-MOVE was."""
         self.moves.remove(entry)
-        if reason in _UNANSWERED and self._known_destination(entry.destination):
+        if reason in _UNANSWERED and self._known_destination(entry):
             # No answer seen, but a node inside answers to that title: the sub-association
             # went by a path the sensor does not see.
             reason = MoveReason.KNOWN
