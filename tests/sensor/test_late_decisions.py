@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dpkt
+import pytest
 
 from sensor.cli import main
 
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ECHO = ROOT / "pcaps/dcmtk-echo-104/capture.pcap"
 FIND_MOVE_GET = ROOT / "pcaps/dcmtk-find-move-get/capture.pcap"
 CREDENTIALS = ROOT / "pcaps/zones/credentials-move-query"
+NORMAL = ROOT / "pcaps/zones/normal-workflow"
 # C-MOVE-RSP Status (0000,0900), VR length 2, value 0xA801 little endian: dcmqrscp's refusal
 A801 = b"\x00\x00\x00\x09\x02\x00\x00\x00\x01\xa8"
 PENDING = b"\x00\x00\x00\x09\x02\x00\x00\x00\x00\xff"
@@ -130,14 +132,21 @@ def test_identical_capture_gives_no_stream_evasion(tmp_path: Path) -> None:
     assert not [e for e in got["events"] if e.get("rule", {}).get("id") == "stream-evasion"]
 
 
-def test_real_move_to_an_answering_destination_raises_nothing(tmp_path: Path) -> None:
-    """dcmtk-find-move-get: MOVESCU moves to itself; dcmqrscp's sub-association to
-    10.10.0.1:40124 is accepted (internal): decided known at its A-ASSOCIATE-AC."""
-    got = _read(tmp_path, FIND_MOVE_GET)
-    assert _metric(got["metrics"], 'dicom_move_decisions_total{reason="answered-internal"}') == 1
-    assert not [
-        e for e in got["events"] if e.get("rule", {}).get("id") == "move-unknown-destination"
-    ]
+@pytest.mark.parametrize(
+    ("capture", "config", "moves"),
+    [(FIND_MOVE_GET, None, 1), (NORMAL / "capture.pcap", NORMAL / "config.yaml", 2)],
+    ids=["dcmtk-find-move-get", "zones-normal-workflow"],
+)
+def test_real_moves_to_answering_destinations_raise_nothing(
+    tmp_path: Path, capture: Path, config: Path | None, moves: int
+) -> None:
+    """Each requestor moves to itself; dcmqrscp's sub-association to the requestor's
+    listener is accepted from an internal zone: decided known at its A-ASSOCIATE-AC."""
+    got = _read(tmp_path, capture, *(["-c", str(config)] if config else []))
+    decided = 'dicom_move_decisions_total{reason="answered-internal"}'
+    assert _metric(got["metrics"], decided) == moves
+    rules = {e.get("rule", {}).get("id") for e in got["events"]}
+    assert "move-unknown-destination" not in rules
 
 
 def test_real_refused_move_is_reported_at_the_final_response(tmp_path: Path) -> None:
