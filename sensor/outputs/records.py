@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from dissectors.base import Summarized
@@ -206,9 +207,13 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         "data_sets": req_c.data_sets + acc_c.data_sets,
         "data_set_bytes": req_c.data_set_bytes + acc_c.data_set_bytes,
     }
-    if state.anomalies:
-        dicom["anomalies"] = sorted(state.anomalies)
-        dicom["anomaly_counts"] = dict(sorted(state.anomalies.items()))
+    anomalies = state.anomalies
+    if info.overlap_mismatches:
+        # The stream layer's finding (flow/stream.py): copies of the same bytes differed.
+        anomalies = anomalies + Counter({"overlap-mismatch": info.overlap_mismatches})
+    if anomalies:
+        dicom["anomalies"] = sorted(anomalies)
+        dicom["anomaly_counts"] = dict(sorted(anomalies.items()))
     if state.gaps:
         dicom["gaps"] = state.gaps
         dicom["missing_bytes"] = req_c.missing_bytes + acc_c.missing_bytes
