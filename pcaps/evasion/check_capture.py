@@ -4,8 +4,10 @@
                  connection: the values it was told to send (0x07, 0x43, 0x83, 0xFF)
   split-header   per connection (in SYN order, K = 0..5): every PDU the attacker sent starts
                  a TCP segment, and (K > 0) a segment ends after exactly its first K bytes
-  overlap        two attacker segments with the same sequence range and different bytes; the
-                 first names the real move destination (EXFIL), the second the decoy (EVIL-SCU)
+  overlap-*      two attacker segments with the same sequence range and different bytes; the
+                 first names the real move destination (EXFIL), the second the decoy
+                 (EVIL-SCU); -held: both before a segment that starts earlier and fills the
+                 hole (they were out of order); -retransmit: no such segment (in order)
 
 Reads the pcap with dpkt; prints what it found; exits non-zero when the claim does not hold.
 """
@@ -104,23 +106,28 @@ def main() -> int:
                 ok &= good
             print(f"{key} K={k}: PDUs {' '.join(found)} (! = boundary missing)")
         ok &= len(conns) == 6
-    elif scenario == "overlap":
+    elif scenario in ("overlap-held", "overlap-retransmit"):
+        found = False
         for key, segs in conns.items():
-            by_seq: dict[int, list[bytes]] = defaultdict(list)
-            for seq, payload in segs:
-                by_seq[seq].append(payload)
-            for seq, copies in by_seq.items():
-                if len(copies) > 1 and len({len(c) for c in copies}) == 1 and copies[0] != copies[1]:
-                    first = b"EXFIL" in copies[0]
-                    second = b"EVIL-SCU" in copies[1]
-                    print(f"{key}: seq {seq}: {len(copies)} copies of {len(copies[0])} bytes, "
-                          f"first names EXFIL: {first}, second names EVIL-SCU: {second}")  # fmt: skip
-                    ok &= first and second
-                    break
-            else:
-                if segs and key[1] == 11112:
-                    print(f"{key}: no overlapping copy with different bytes")
-                    ok = False
+            for i, (seq, first) in enumerate(segs):
+                for j in range(i + 1, len(segs)):
+                    seq2, second = segs[j]
+                    if seq2 != seq or len(second) != len(first) or second == first:
+                        continue
+                    # Did a segment that starts before them fill a hole after both arrived?
+                    filler = next((n for n in range(j + 1, len(segs))
+                                   if (seq - segs[n][0]) % 2**32 < 2**31 and segs[n][0] != seq
+                                   and (segs[n][0] + len(segs[n][1]) - seq - len(first)) % 2**32
+                                   < 2**31), None)  # fmt: skip
+                    held = filler is not None
+                    print(f"{key}: seq {seq}: copies #{i} and #{j} of {len(first)} bytes, first "
+                          f"names EXFIL: {b'EXFIL' in first}, second names EVIL-SCU: "
+                          f"{b'EVIL-SCU' in second}; both out of order (a later segment "
+                          f"fills the hole before them): {held}")  # fmt: skip
+                    ok &= b"EXFIL" in first and b"EVIL-SCU" in second
+                    ok &= held == (scenario == "overlap-held")
+                    found = True
+        ok &= found
     else:
         print(f"unknown scenario {scenario}")
         return 2

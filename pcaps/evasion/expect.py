@@ -141,7 +141,7 @@ def main() -> None:
                                   c["status"], []))  # fmt: skip
         alerts += alert("perimeter-inbound", EXT, PACS, 6)
         alerts += alert("query-retrieve-untrusted", EXT, PACS, 6)
-    elif scenario == "overlap":
+    elif scenario in ("overlap-held", "overlap-retransmit"):
         (a,) = to_pacs
         # The PACS acted on the first copy: it moved to EXFIL, not to the decoy.
         assert re.search(r"^MOVE msg=1 dest=EXFIL known=yes", pacs, re.M), pacs

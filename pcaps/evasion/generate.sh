@@ -4,7 +4,7 @@
 # destination EXFIL), attacked by attacker.py, a scripted SCU on a real TCP connection.
 #
 #   sudo PATH=/work/main/.venv/bin:$PATH bash pcaps/evasion/generate.sh              # all
-#   sudo PATH=/work/main/.venv/bin:$PATH bash pcaps/evasion/generate.sh overlap      # some
+#   sudo PATH=/work/main/.venv/bin:$PATH bash pcaps/evasion/generate.sh overlap-held # some
 #
 # Needs root (namespaces, tc, tcpdump, a raw socket), python3 with pydicom, pynetdicom, dpkt
 # and scapy first on PATH, DCMTK's storescp at /usr/bin (pynetdicom installs an app of the
@@ -12,8 +12,8 @@
 #
 # Namespaces dsev-* stand for a small hospital and the internet, routed by dsev-core, whose
 # host-facing ports are mirrored to a span port where tcpdump writes the capture: every
-# packet once, as its sender put it on the wire (the injected copy of the overlap scenario
-# too). All addresses exist only inside these namespaces; nothing leaves them.
+# packet once, as its sender put it on the wire (the injected copies of the overlap
+# scenarios too). All addresses exist only inside these namespaces; nothing leaves them.
 #
 #   dsev-ext      198.51.100.20  zone internet (external)   the attacker (attacker.py)
 #   dsev-pacs     10.30.0.5      zone pacs (dmz, radiology)  pynetdicom SCP, AE PACS, :11112
@@ -28,7 +28,7 @@ set -euo pipefail
 export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL=(reserved-bits split-header overlap)
+ALL=(reserved-bits split-header overlap-held overlap-retransmit)
 if [ "$#" -gt 0 ]; then SCEN=("$@"); else SCEN=("${ALL[@]}"); fi
 for s in "${SCEN[@]}"; do
   case " ${ALL[*]} " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
@@ -160,9 +160,10 @@ run() { # scenario
     split-header)
       in_ ext python3 "$HERE/attacker.py" split --host "$PACS" --port 11112 \
         --image "$image" >"$d/attacker.log" 2>&1 || die "attacker failed:\n$(cat "$d/attacker.log")" ;;
-    overlap)
-      in_ ext python3 "$HERE/attacker.py" overlap --host "$PACS" --port 11112 --iface eth0 \
-        --image "$image" >"$d/attacker.log" 2>&1 || die "attacker failed:\n$(cat "$d/attacker.log")" ;;
+    overlap-held|overlap-retransmit)
+      in_ ext python3 "$HERE/attacker.py" overlap --mode "${s#overlap-}" --host "$PACS" \
+        --port 11112 --iface eth0 --image "$image" >"$d/attacker.log" 2>&1 \
+        || die "attacker failed:\n$(cat "$d/attacker.log")" ;;
   esac
   sleep 1
   stop "$pacs_pid"; stop "$exfil_pid"

@@ -24,9 +24,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EVASION = ROOT / "pcaps" / "evasion"
 SCENARIOS = sorted(p.parent.name for p in EVASION.glob("*/capture.pcap"))
-EXPECTED_SCENARIOS = ["overlap", "reserved-bits", "split-header"]
+EXPECTED_SCENARIOS = ["overlap-held", "overlap-retransmit", "reserved-bits", "split-header"]
 FILES = ("capture.pcap", "config.yaml", "expected_records.json", "expected_alerts.json",
          "provenance.txt")  # fmt: skip
+
+# The stream layer compares overlapping copies of bytes it holds out of order; a copy of bytes
+# it already delivered in order is counted as a retransmission but not compared (delivered
+# bytes are not kept), so the retransmit case is not yet flagged. Strict: it fails as soon as
+# the sensor does flag it, and this mark must go.
+RETRANSMIT_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="overlap-mismatch is not raised for a differing copy of bytes already delivered "
+    "in order (sensor/flow/stream.py keeps no delivered bytes to compare)",
+)
+
+
+def with_gap(scenarios: list[str]) -> list[Any]:
+    return [pytest.param(s, marks=RETRANSMIT_GAP) if s == "overlap-retransmit" else s
+            for s in scenarios]  # fmt: skip
+
 
 _RUNS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
 
@@ -89,7 +105,7 @@ def test_captures_are_small() -> None:
     assert max(sizes) < 100_000 and sum(sizes) < 1_000_000
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", with_gap(SCENARIOS))
 def test_records_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) -> None:
     expected = json.loads((EVASION / scenario / "expected_records.json").read_text())
     records, _ = read(scenario, tmp_path)
@@ -107,7 +123,7 @@ def test_records_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) ->
     assert canonical(projected) == canonical(want)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", with_gap(SCENARIOS))
 def test_alerts_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) -> None:
     expected = json.loads((EVASION / scenario / "expected_alerts.json").read_text())
     _, alerts = read(scenario, tmp_path)
@@ -133,10 +149,20 @@ def test_every_dimse_rule_fires(scenario: str, tmp_path: Path) -> None:
         assert {"move-unknown-destination", "bulk-outbound", "perimeter-outbound"} <= rules
 
 
-def test_overlap_decodes_the_copy_the_scp_kept(tmp_path: Path) -> None:
-    """Linux kept the first copy (the PACS moved to EXFIL): so does the sensor, and says so."""
-    records, alerts = read("overlap", tmp_path)
+@pytest.mark.parametrize("scenario", ["overlap-held", "overlap-retransmit"])
+def test_overlap_decodes_the_copy_the_scp_kept(scenario: str, tmp_path: Path) -> None:
+    """Linux kept the first copy (the PACS moved to EXFIL): the sensor decodes that copy."""
+    records, alerts = read(scenario, tmp_path)
     (attack,) = [r for r in records if r["source"]["ip"] == "198.51.100.20"]
     assert attack["dicom"]["move_destinations"] == ["EXFIL"]
-    assert "overlap-mismatch" in attack["dicom"]["anomalies"]
+    rules = [a["rule"]["id"] for a in alerts]
+    assert rules.count("move-unknown-destination") == 1
+
+
+@pytest.mark.parametrize("scenario", with_gap(["overlap-held", "overlap-retransmit"]))
+def test_overlap_is_flagged_once(scenario: str, tmp_path: Path) -> None:
+    """The differing copies are an anomaly on the record and one stream-evasion alert."""
+    records, alerts = read(scenario, tmp_path)
+    (attack,) = [r for r in records if r["source"]["ip"] == "198.51.100.20"]
+    assert "overlap-mismatch" in attack["dicom"].get("anomalies", [])
     assert [a["rule"]["id"] for a in alerts].count("stream-evasion") == 1
