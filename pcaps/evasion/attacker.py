@@ -210,9 +210,9 @@ class Peer:
         """
         cid = CTX[sop_class]
         cmd_pdu = cmd if framed else pdata(cid, control, cmd)
-        if callable(before_command):
-            before_command(cmd_pdu)
-        self.send(cmd_pdu, f"{name} command (control 0x{control:02x})")
+        rest = before_command(cmd_pdu) if callable(before_command) else None
+        # before_command may have written the PDU's first bytes itself: send the rest.
+        self.send(cmd_pdu if rest is None else rest, f"{name} command (control 0x{control:02x})")
         if callable(after_command):
             after_command(cmd_pdu)
         if data is not None:
@@ -314,10 +314,14 @@ def overlap(a: argparse.Namespace) -> None:
 
     held:        before the kernel sends the PDU, two segments covering its bytes from
                  offset HOLE on are injected: first with the real bytes, then the decoy;
-                 both arrive out of order (bytes 0..HOLE-1 are missing), then the kernel's
-                 own segment fills the hole. Linux queues the first out-of-order copy, drops
-                 the identical range that follows (tcp_data_queue_ofo: "all the bits are
-                 present"), and delivers the real bytes.
+                 both arrive out of order (bytes 0..HOLE-1 are missing); then the kernel
+                 sends bytes 0..HOLE-1 alone, filling the hole. Linux queued the first
+                 out-of-order copy and dropped the identical range after it
+                 (tcp_data_queue_ofo: "all the bits are present"), so what the PACS reads
+                 past the hole is the first copy (had it kept the last, the PACS would
+                 have been asked to move to the decoy, an AE it does not know). The
+                 kernel's own copy of the rest follows, a retransmission of bytes the PACS
+                 already has.
     retransmit:  after the kernel sent the PDU (and the PACS received it in order), a copy
                  of the same sequence range naming the decoy is injected; Linux drops it as
                  already received.
@@ -354,9 +358,9 @@ def overlap(a: argparse.Namespace) -> None:
             sport=t[TCP].sport, dport=t[TCP].dport, seq=seq, ack=t[TCP].ack,  # type: ignore[index]
             flags="PA", window=t[TCP].window) / payload  # type: ignore[index]  # fmt: skip
 
-    def before(_: bytes) -> None:
+    def before(cmd_pdu: bytes) -> bytes | None:
         if a.mode != "held":
-            return
+            return None
         time.sleep(0.3)  # the ACK of the A-ASSOCIATE-AC is out: it carries snd_nxt and ack
         last = max(seen, key=lambda p: (p[TCP].seq + len(bytes(p[TCP].payload))) % 2**32)  # type: ignore[index]
         snd_nxt = (last[TCP].seq + len(bytes(last[TCP].payload))) % 2**32  # type: ignore[index]
@@ -367,6 +371,13 @@ def overlap(a: argparse.Namespace) -> None:
         time.sleep(0.02)
         log(f"injected out of order at seq {snd_nxt}+{hole}: {len(real) - hole} bytes naming "
             f"{a.move_dest!r}, then the same range naming {a.decoy!r}")  # fmt: skip
+        # The kernel fills the hole with the PDU's first bytes only: what the PACS reads past
+        # them is whichever out-of-order copy Linux kept. The rest goes out after a pause (a
+        # copy of bytes the PACS then already has).
+        peer.sock.sendall(cmd_pdu[:hole])
+        log(f"sent the first {hole} bytes of the C-MOVE PDU (the hole)")
+        time.sleep(PAUSE * 3)
+        return cmd_pdu[hole:]
 
     def after(cmd_pdu: bytes) -> None:
         if a.mode != "retransmit":

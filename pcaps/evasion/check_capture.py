@@ -7,7 +7,8 @@
   overlap-*      two attacker segments with the same sequence range and different bytes; the
                  first names the real move destination (EXFIL), the second the decoy
                  (EVIL-SCU); -held: both before a segment that starts earlier and fills the
-                 hole (they were out of order); -retransmit: no such segment (in order)
+                 hole without covering them (they were out of order, and what the victim
+                 read past the hole came from one of them); -retransmit: no such segment
 
 Reads the pcap with dpkt; prints what it found; exits non-zero when the claim does not hold.
 """
@@ -114,19 +115,28 @@ def main() -> int:
                     seq2, second = segs[j]
                     if seq2 != seq or len(second) != len(first) or second == first:
                         continue
-                    # Did a segment that starts before them fill a hole after both arrived?
-                    filler = next((n for n in range(j + 1, len(segs))
-                                   if (seq - segs[n][0]) % 2**32 < 2**31 and segs[n][0] != seq
-                                   and (segs[n][0] + len(segs[n][1]) - seq - len(first)) % 2**32
-                                   < 2**31), None)  # fmt: skip
+                    # Did a segment that starts before them reach them after both arrived
+                    # (they were out of order), and did it stop short of them?
+                    def reaches(n: int, seq: int = seq) -> bool:
+                        start, data = segs[n]
+                        return (0 < (seq - start) % 2**32 < 2**31
+                                and (start + len(data) - seq) % 2**32 < 2**31)  # fmt: skip
+
+                    filler = next((n for n in range(j + 1, len(segs)) if reaches(n)), None)
                     held = filler is not None
+                    covered = held and (segs[filler][0] + len(segs[filler][1]) - seq
+                                        - len(first)) % 2**32 < 2**31  # fmt: skip
                     print(f"{key}: seq {seq}: copies #{i} and #{j} of {len(first)} bytes, first "
                           f"names EXFIL: {b'EXFIL' in first}, second names EVIL-SCU: "
                           f"{b'EVIL-SCU' in second}; both out of order (a later segment "
-                          f"fills the hole before them): {held}")  # fmt: skip
+                          f"fills the hole before them): {held}; the filler covers them too: "
+                          f"{covered}")  # fmt: skip
                     ok &= b"EXFIL" in first and b"EVIL-SCU" in second
-                    ok &= held == (scenario == "overlap-held")
+                    ok &= held == (scenario == "overlap-held") and not covered
                     found = True
+                    break  # the first differing pair only: later copies are the kernel's
+                if found:
+                    break
         ok &= found
     else:
         print(f"unknown scenario {scenario}")
