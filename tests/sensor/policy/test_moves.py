@@ -14,6 +14,7 @@ import pytest
 
 from sensor.policy.catalogue import Severity
 from sensor.policy.config import ConfigError
+from sensor.policy.moves import PendingMoves
 from tests.dissectors.dicom import vectors as v
 
 from . import pdus as p
@@ -189,3 +190,18 @@ def test_decide_within_is_validated(tmp_path: Path, value: str) -> None:
 def test_decide_within_accepts_a_number(tmp_path: Path) -> None:
     config = hospital(tmp_path, {RULE: {"decide_within": "120"}})
     assert config.rules[RULE].params["decide_within"] == 120
+
+
+def test_pending_table_is_bounded_and_the_bite_counted(tmp_path: Path) -> None:
+    """Beyond the cap the oldest pending C-MOVE is decided at once (reason limit)."""
+    net = Net(hospital(tmp_path))
+    net.engine.moves = PendingMoves(max_pending=2)
+    first = start_move(net, T0)
+    start_move(net, T0 + 1)
+    assert net.of(RULE) == []
+    net.run(OFFICE, PACS, move("WS"), ts=T0 + 2)  # table full: the first is decided now
+    ((trigger, finding),) = net.of(RULE)
+    assert trigger == "DimseMessage" and finding.session is first.session
+    assert finding.fields["move"]["reason"] == "limit"
+    assert net.engine.moves.limited == 1 and net.engine.move_decisions["limit"] == 1
+    assert len(net.engine.moves) == 2
