@@ -153,8 +153,10 @@ class PendingMoves:
         It must call the move destination as its called AE title, start within the move's
         window, and come from the C-MOVE SCP: from the address the C-MOVE reached, or
         (a multi-homed SCP sends from another address) calling with the AE title the SCP
-        answered to. Of several candidates the one matching on both counts wins, then the
-        oldest request (an SCP works through its moves in order).
+        answered to. Of several candidates the one matching on both counts wins, then one
+        without a sub-association yet, then the oldest request (an SCP works through its
+        moves in order). A move whose sub-association went unanswered (it would have been
+        decided otherwise) takes the SCP's next attempt.
         """
         if sub.called_ae is None:
             return None
@@ -164,16 +166,20 @@ class PendingMoves:
         best: PendingMove | None = None
         best_score = 0
         for entry in candidates:
-            if entry.sub is not None or entry.session is session:
+            if entry.sub is session or entry.session is session:
                 continue
             if not entry.requested <= ts <= entry.deadline:
                 continue
-            score = (2 if sub.requestor_ip == entry.scp_ip else 0) + (
-                1 if sub.calling_ae is not None and sub.calling_ae == entry.scp_ae else 0
+            score = (4 if sub.requestor_ip == entry.scp_ip else 0) + (
+                2 if sub.calling_ae is not None and sub.calling_ae == entry.scp_ae else 0
             )
+            if score and entry.sub is None:
+                score += 1
             if score > best_score:
                 best, best_score = entry, score
         if best is not None:
+            if best.sub is not None:
+                self._by_sub.pop(id(best.sub), None)
             best.sub = session
             best.sub_view = sub
             self._by_sub[id(session)] = best

@@ -299,6 +299,26 @@ def test_dashboard_exprs_parse_with_promtool(dashboard: dict[str, Any], tmp_path
 FINDINGS_PANELS = ("Findings (range)", "Findings by rule and severity (range)")
 
 
+def _panel_rules(
+    dashboard: dict[str, Any], titles: tuple[str, ...], name: str, tmp_path: Path
+) -> Path:
+    """A rules file recording each titled panel's first expression as ``dashboard:NAME_i``
+    (sensor tap-1, a 1 h range), for promtool to run on recorded series."""
+    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
+    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
+
+    def substitute(expr: str) -> str:
+        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
+
+    rules = [
+        {"record": f"dashboard:{name}_{i}", "expr": substitute(panels[title]["targets"][0]["expr"])}
+        for i, title in enumerate(titles)
+    ]
+    rules_file = tmp_path / f"{name}.rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": name, "rules": rules}]}))
+    return rules_file
+
+
 def test_findings_panels_count_what_a_sensor_had_at_its_first_scrape(
     dashboard: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -308,18 +328,7 @@ def test_findings_panels_count_what_a_sensor_had_at_its_first_scrape(
     with --hold, findings in the first seconds of a capture) must show them: a bare
     increase() gives 0 there while the alerts fire.
     """
-    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
-    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
-
-    def substitute(expr: str) -> str:
-        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
-
-    rules = [
-        {"record": f"dashboard:panel_{i}", "expr": substitute(panels[title]["targets"][0]["expr"])}
-        for i, title in enumerate(FINDINGS_PANELS)
-    ]
-    rules_file = tmp_path / "panels.rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    rules_file = _panel_rules(dashboard, FINDINGS_PANELS, "panel", tmp_path)
     born = 'dicom_alerts_total{sensor="tap-1",rule="ae-brute-force",severity="high"}'
     rising = 'dicom_alerts_total{sensor="tap-1",rule="perimeter-inbound",severity="high"}'
     older = 'dicom_alerts_total{sensor="tap-1",rule="new-node",severity="low"}'
@@ -679,19 +688,8 @@ def test_reason_tables_count_new_reasons_from_a_first_scrape(
     """The reason tables' own expressions, run by promtool on recorded series: a reason
     counted before the sensor's first scrape (reserved-bits) and one rising in the range
     (overlap-mismatch) both show; a move decision likewise."""
-    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
-    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
-    titles = sorted(EXPLAINED)
-
-    def substitute(expr: str) -> str:
-        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
-
-    rules = [
-        {"record": f"dashboard:reasons_{i}", "expr": substitute(panels[t]["targets"][0]["expr"])}
-        for i, t in enumerate(titles)
-    ]
-    rules_file = tmp_path / "reasons.rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "reasons", "rules": rules}]}))
+    titles = tuple(sorted(EXPLAINED))
+    rules_file = _panel_rules(dashboard, titles, "reasons", tmp_path)
     index = {t: i for i, t in enumerate(titles)}
     anomalies = index["Anomalies by reason (range)"]
     stream = index["Stream anomalies by reason (range)"]

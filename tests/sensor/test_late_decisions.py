@@ -10,6 +10,7 @@ undecided past the association's end.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from typing import Any
 import dpkt
 import pytest
 
+from dissectors.registry import load_dissectors
 from sensor.cli import main
+from sensor.outputs.summary import write_summary
+from sensor.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = ROOT / "pcaps/dcmtk-echo-104/capture.pcap"
@@ -184,3 +188,16 @@ def test_move_undecided_when_its_association_ends_keeps_its_alert_pcap(tmp_path:
     (entry,) = [x for x in index if x["community_id"] == cid]
     assert "move-unknown-destination" in entry["rules"]
     assert (pcaps / entry["file"]).stat().st_size > 24
+
+
+def test_summary_names_the_pending_cap_when_it_bites() -> None:
+    pipeline = Pipeline(load_dissectors())
+    assert pipeline.policy.move_decisions is pipeline.counters.move_decisions  # one count
+    out = io.StringIO()
+    write_summary(pipeline, 1.0, out, {})
+    assert "decided early" not in out.getvalue()
+    pipeline.counters.move_decisions["limit"] = 3
+    write_summary(pipeline, 1.0, out, {})
+    assert "C-MOVEs decided early (more than 8,192 awaiting their destination): 3" in (
+        out.getvalue()
+    )

@@ -14,6 +14,7 @@ import pytest
 
 from sensor.policy.catalogue import Severity
 from sensor.policy.config import ConfigError
+from sensor.policy.moves import PendingMoves
 from tests.dissectors.dicom import vectors as v
 
 from . import pdus as p
@@ -189,3 +190,43 @@ def test_decide_within_is_validated(tmp_path: Path, value: str) -> None:
 def test_decide_within_accepts_a_number(tmp_path: Path) -> None:
     config = hospital(tmp_path, {RULE: {"decide_within": "120"}})
     assert config.rules[RULE].params["decide_within"] == 120
+
+
+def test_pending_table_is_bounded_and_the_bite_counted(tmp_path: Path) -> None:
+    """Beyond the cap the oldest pending C-MOVE is decided at once (reason limit)."""
+    net = Net(hospital(tmp_path))
+    net.engine.moves = PendingMoves(max_pending=2)
+    first = start_move(net, T0)
+    start_move(net, T0 + 1)
+    assert net.of(RULE) == []
+    net.run(OFFICE, PACS, move("WS"), ts=T0 + 2)  # table full: the first is decided now
+    ((trigger, finding),) = net.of(RULE)
+    assert trigger == "DimseMessage" and finding.session is first.session
+    assert finding.fields["move"]["reason"] == "limit"
+    assert net.engine.moves.limited == 1 and net.engine.move_decisions["limit"] == 1
+    assert len(net.engine.moves) == 2
+
+
+def test_a_retried_sub_association_takes_over_an_unanswered_one(tmp_path: Path) -> None:
+    """The SCP's first attempt gets no answer; its second is answered from outside."""
+    net = Net(hospital(tmp_path))
+    start_move(net)
+    net.run(PACS, MODALITY, [(SCU, p.rq("PACS", DEST))], ts=T0 + 1)  # never answered
+    sub_association(net, PACS, EXT, T0 + 5)
+    _, finding = only(net)
+    assert finding.fields["move"]["reason"] == "answered-external"
+    assert finding.fields["move"]["sub_association"]["destination"]["ip"] == EXT
+
+
+def test_two_pending_moves_each_get_their_own_sub_association(tmp_path: Path) -> None:
+    """Two C-MOVEs to STORESCP from two requestors: the first sub-association goes to the
+    older move, the second to the other one, whatever zone answers."""
+    net = Net(hospital(tmp_path))
+    first = start_move(net, T0)
+    second = net.run(OFFICE2, PACS, move("WS2"), ts=T0 + 1)
+    sub_association(net, PACS, MODALITY, T0 + 2)  # internal: the first move is known
+    assert not net.engine.pending(first.session) and net.engine.pending(second.session)
+    sub_association(net, PACS, EXT, T0 + 3)
+    _, finding = only(net)
+    assert finding.session is second.session
+    assert finding.view.requestor_ip == OFFICE2
