@@ -46,6 +46,7 @@ from .capture.prefilter import Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
+from .flow.stream import OverlapMismatch, StreamAnomaly
 from .flow.table import EngineConfig, FlowInfo
 from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
@@ -101,13 +102,14 @@ class Pipeline:
         self.config = config if config is not None else ReadConfig()
         self.policy_config = policy_config if policy_config is not None else default_config()
         self.policy = PolicyEngine(self.policy_config)
+        self.counters = SensorCounters()
+        self.policy.move_decisions = self.counters.move_decisions
         self.pivots = Pivots.from_config(self.policy_config)
         self.folder = AlertFolder(self.policy_config.fold_window)
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
         # Says one line about an output that failed (once per outage); capture logs JSON.
         self.report: Callable[[str], None] = _say
         self.keep_baseline = True  # `read` keeps it only with --update-baseline
-        self.counters = SensorCounters()
         for sink in (associations, events):
             if isinstance(sink, JsonLines):
                 sink.watch(self.counters.output_failures, lambda message: self.report(message))
@@ -153,6 +155,9 @@ class Pipeline:
         # --alert-pcap: the associations that raised an alert, by id(session) -> rule ids
         self.alert_pcaps: AlertPcaps | None = None
         self._alerting: dict[int, set[str]] = {}
+        # Ended associations with a decision still to come (a C-MOVE): their alert pcap
+        # target waits for it. id(session) -> (session, info, requestor, acceptor, rules)
+        self._held: dict[int, tuple[Session, FlowInfo, Any, Any, set[str]]] = {}
         self.talkers: dict[tuple[str, str, int], Talker] = {}
         self.cut_offs: list[str] = []
         self.files = 0
@@ -405,6 +410,7 @@ class Pipeline:
             if ts >= self._next_expire:
                 self._next_expire = ts + 1.0
                 self._alerts(self.folder.expire(ts))
+                self._late(self.policy.tick(ts))
         self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
         self.counters.last_packet_ts = self.last_ts
 
@@ -414,6 +420,7 @@ class Pipeline:
             self.outbox.passed(now)
         self.engine.advance(now)
         self._alerts(self.folder.expire(now))
+        self._late(self.policy.tick(now))
 
     def reconfigure(self, config: Config) -> None:
         """Use a new zone and rule config from now on; state is kept."""
@@ -425,6 +432,8 @@ class Pipeline:
     def finish(self) -> None:
         """End of input: close every open association as capture-ended, flush folded alerts."""
         self.engine.finish(self.last_ts)
+        # Decisions still pending (a C-MOVE's destination) are made with what is known.
+        self._late(self.policy.flush(self.last_ts))
         self._alerts(self.folder.flush())
         self.save_baseline()
         if self.syslog is not None:
@@ -447,12 +456,36 @@ class Pipeline:
             for sink in self.alert_sinks:
                 sink(event)
 
-    def _finding(self, finding: Finding, key: int | None = None) -> None:
+    def _finding(self, finding: Finding, session: object | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
-        if self.alert_pcaps is not None and key is not None:
-            self._alerting.setdefault(key, set()).add(finding.rule.id)
+        if self.alert_pcaps is not None:
+            # The association whose event decided it, and the one it is about (a C-MOVE
+            # decided at its sub-association or later), each go to --alert-pcap.
+            for subject in (session, finding.session):
+                if subject is None:
+                    continue
+                held = self._held.get(id(subject))
+                if held is not None:
+                    held[4].add(finding.rule.id)
+                else:
+                    self._alerting.setdefault(id(subject), set()).add(finding.rule.id)
         self._alerts(self.folder.offer(finding))
+
+    def _late(self, findings: list[Finding]) -> None:
+        """Findings decided after their trigger (PolicyEngine.tick / flush)."""
+        for finding in findings:
+            self._finding(finding)
+        if self._held:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Ended associations whose pending decisions are all made: to --alert-pcap."""
+        for key, (session, info, requestor, acceptor, rules) in list(self._held.items()):
+            if not self.policy.pending(session):
+                del self._held[key]
+                if rules:
+                    self._alert_target(info, rules, requestor, acceptor)
 
     # -- the policy's inputs ---------------------------------------------------------
     #
@@ -471,17 +504,19 @@ class Pipeline:
     def judge_event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
         """Findings of one DICOM session event."""
         for finding in self.policy.on_event(info, session, event):
-            self._finding(finding, key)
+            self._finding(finding, session)
+        if self._held:
+            self._release_held()
 
     def judge_close(self, key: int, info: FlowInfo, session: Any) -> None:
         """Findings of a DICOM association's end."""
         for finding in self.policy.on_close(info, session):
-            self._finding(finding, key)
+            self._finding(finding, session)
 
     def judge_generic(self, key: int, info: FlowInfo, session: Any, ts: float) -> None:
         """Findings of a plug-in session's first event."""
         for finding in self.policy.on_generic(info, session, ts):
-            self._finding(finding, key)
+            self._finding(finding, session)
 
     def judge_tls(self, seg: Segment) -> None:
         """Findings of a TLS ClientHello."""
@@ -489,10 +524,14 @@ class Pipeline:
             self._finding(finding)
 
     def judge_time(self, ts: float) -> None:
-        """Time has reached ``ts`` for the policy: fold windows end (at most once a second)."""
+        """Time has reached ``ts`` for the policy (the workers' parent): fold windows end and
+        late decisions are made, at most once a second, as :meth:`feed` does."""
+        if ts > self.last_ts:
+            self.last_ts = ts  # what finish() decides what is still pending at
         if ts >= self._next_expire:
             self._next_expire = ts + 1.0
             self._alerts(self.folder.expire(ts))
+            self._late(self.policy.tick(ts))
 
     # -- sinks ----------------------------------------------------------------------
 
@@ -524,6 +563,11 @@ class Pipeline:
             counters.anomalies[reason] += 1
             if self.events is not None and isinstance(session, DicomSession):
                 self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
+        elif cls is OverlapMismatch:
+            counters.anomalies[StreamAnomaly.OVERLAP_MISMATCH.value] += event.count
+            # One anomaly event per association (its first); the record carries the count.
+            if event.first and self.events is not None:
+                self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
 
     def _record(self, record: dict[str, Any]) -> None:
         self.pivots.enrich(record)
@@ -537,7 +581,8 @@ class Pipeline:
 
     def _on_other_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         """An event of a plug-in dissector: counted; the first one runs the generic policy."""
-        kind = "anomaly" if hasattr(event, "reason") else "message"
+        anomaly = hasattr(event, "reason") or event.__class__ is OverlapMismatch
+        kind = "anomaly" if anomaly else "message"
         self.counters.plugin_events[(info.protocol, kind)] += 1
         key = id(session)
         if key not in self._other_open and isinstance(session, Summarized):
@@ -564,9 +609,13 @@ class Pipeline:
             return
         self._policy_close(id(session), info, session)
         rules = self._alerting.pop(id(session), None)
-        if rules and self.alert_pcaps is not None:
+        if self.alert_pcaps is not None:
             requestor, acceptor, _ = endpoints(info, session.state)
-            self._alert_target(info, rules, requestor, acceptor)
+            if self.policy.pending(session):
+                # A C-MOVE of it is still undecided: its pcap waits for the decision.
+                self._held[id(session)] = (session, info, requestor, acceptor, rules or set())
+            elif rules:
+                self._alert_target(info, rules, requestor, acceptor)
         record = build_record(info, session)
         dicom = record["dicom"]
         zones = self.policy_config.zones

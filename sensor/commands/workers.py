@@ -141,6 +141,7 @@ class Merged:
                 mine["interface"] = max(mine["interface"], theirs["interface"])
         judged = self.judge.counters
         counters.alerts.update(judged.alerts)
+        counters.move_decisions.update(judged.move_decisions)
         counters.policy_inputs_unordered = judged.policy_inputs_unordered
         counters.output_failures.update(self.file_failures)
         counters.last_packet_ts = max(counters.last_packet_ts, judged.last_packet_ts)
