@@ -43,7 +43,9 @@ def log(event: str, **fields: Any) -> None:
     if _WORKER[0] is not None:
         record["worker"] = _WORKER[0]
     record.update(fields)
-    print(json.dumps(record, separators=(",", ":")), file=sys.stderr, flush=True)
+    # One write per line: workers share stderr, and print() writes the newline apart.
+    sys.stderr.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stderr.flush()
 
 
 class Signals:
