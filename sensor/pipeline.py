@@ -68,7 +68,7 @@ def _say(message: str) -> None:
 MAX_TALKERS = 10_000
 # The session events the policy looks at (PolicyEngine.on_event ignores the others).
 _POLICY_EVENTS = frozenset(
-    (AssociationRequested, AssociationAccepted, AssociationRejected, DimseMessage)
+    (AssociationRequested, AssociationAccepted, AssociationRejected, DimseMessage, OverlapMismatch)
 )
 MIN_SNAPLEN = 96  # Ethernet + 802.1Q + IPv6 + TCP headers + the 12 bytes a head test reads
 
@@ -711,7 +711,7 @@ def _pickle_inputs_by_constructor() -> None:
                 and not hasattr(obj, "__post_init__")
             ):
                 _by_constructor(obj)
-    for cls in (DimseCommand, FlowInfo, Segment):
+    for cls in (DimseCommand, FlowInfo, Segment, OverlapMismatch):
         _by_constructor(cls)
 
 
@@ -812,6 +812,8 @@ class PolicyOutbox:
             self.inputs.append(
                 (order, "dimse", key, new_info, facts, event.ts, direction, context, command)
             )
+        elif event.__class__ not in _ASSOCIATE_EVENTS:
+            self.inputs.append((order, "event", key, new_info, facts, event))  # OverlapMismatch
         else:
             # A-ASSOCIATE-RQ, -AC, -RJ: the parent rebuilds the event from the session's PDU.
             kind = _ASSOCIATE_EVENTS.index(event.__class__)
@@ -994,6 +996,10 @@ class PolicyInbox:
             command = DimseCommand(**dict(zip(_COMMAND_FIELDS, values, strict=True)))
             dimse = DimseMessage(ts, _DIRECTIONS[direction], context, command)
             judge.judge_event(key, mirror.info, mirror, dimse)
+        elif kind == "event":
+            _, _, key, info, facts, event = item
+            mirror = self._mirror(worker, key, info, facts)
+            judge.judge_event(key, mirror.info, mirror, event)
         elif kind == "associate":
             _, _, key, info, facts, ts, direction, which = item
             mirror = self._mirror(worker, key, info, facts)

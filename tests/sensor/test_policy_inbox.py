@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ZONES = ROOT / "pcaps" / "zones"
 SCENARIOS = sorted(p.parent.name for p in ZONES.glob("*/capture.pcap"))
 BRUTE = ZONES / "brute-force"
+# pcaps/evasion: the differing overlapping copies (stream-evasion) and the C-MOVE they steer
+EVASION = sorted(
+    f"evasion/{p.parent.name}" for p in (ROOT / "pcaps" / "evasion").glob("*/capture.pcap")
+)
 
 
 class Judged(Pipeline):
@@ -87,12 +91,12 @@ def alerts(pipeline: Pipeline) -> Counter[str]:
     return Counter({rule: n for (rule, _), n in pipeline.counters.alerts.items()})
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", SCENARIOS + EVASION)
 def test_a_worker_judges_nothing_and_the_parent_finds_what_read_finds(scenario: str) -> None:
     """Sent as a worker sends them (pickled), the inputs give the same findings, inventory
-    and baseline as judging in the reading process (C-MOVE destinations, user identities,
-    rejections, byte counts and all)."""
-    folder = ZONES / scenario
+    and baseline as judging in the reading process (C-MOVE destinations and decisions, user
+    identities, rejections, byte counts, differing overlaps and all)."""
+    folder = ZONES / scenario if scenario in SCENARIOS else ROOT / "pcaps" / scenario
     config = load_config(str(folder / "config.yaml"))
     inputs = pickle.loads(pickle.dumps(outbox_inputs(folder)))
     reference = Pipeline(load_dissectors(), policy_config=config)
@@ -104,6 +108,7 @@ def test_a_worker_judges_nothing_and_the_parent_finds_what_read_finds(scenario: 
     judge.finish()
     assert alerts(judge) == alerts(reference)
     assert sum(reference.counters.alerts.values()) or scenario == "normal-workflow"
+    assert judge.counters.move_decisions == reference.counters.move_decisions
     assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
     assert not inbox.sessions  # every association's close came, its copy is gone
 
