@@ -13,7 +13,9 @@ event, time-stamped) goes to the parent with a watermark, the time before which 
 worker will send nothing more. The parent merges the workers' inputs in time order,
 judging an input only once every worker has passed its time (an idle worker advances its
 watermark every select timeout), and runs the one policy engine, learned baseline,
-inventory and alert folder: findings do not depend on the number of workers.
+inventory and alert folder, with the decisions made late (a C-MOVE and its
+sub-association, which may be on two workers): findings do not depend on the number of
+workers.
 """
 
 from __future__ import annotations
