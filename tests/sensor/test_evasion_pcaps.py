@@ -197,3 +197,42 @@ def test_reserved_header_byte_association_found_and_decoded(tmp_path: Path) -> N
     rules = [a["rule"]["id"] for a in alerts]
     assert rules.count("move-unknown-destination") == 1
     assert {"query-retrieve-untrusted", "bulk-outbound", "perimeter-outbound"} <= set(rules)
+
+
+def test_reserved_header_byte_found_mid_stream(tmp_path: Path) -> None:
+    """The capture starts after the A-ASSOCIATE-AC: only the P-DATA-TF PDUs can be found.
+
+    Every PDU the attacker sent sets byte 1: a BPF head test, probe or resync pattern that
+    required it to be 0 would follow the service only from the PACS's responses and never
+    decode a request (the C-MOVE to EXFIL among them).
+    """
+    import dpkt
+
+    folder = EVASION / "reserved-header"
+    cut = tmp_path / "mid.pcap"
+    with (folder / "capture.pcap").open("rb") as f, cut.open("wb") as out:
+        reader = dpkt.pcap.Reader(f)
+        writer = dpkt.pcap.Writer(out, snaplen=reader.snaplen, linktype=reader.datalink())
+        started = False
+        for ts, buf in reader:
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            payload = bytes(getattr(tcp, "data", b""))
+            if started:
+                writer.writepkt(buf, ts)
+            elif payload[:1] == b"\x04" and payload[1] != 0:  # the attacker's first P-DATA-TF
+                started = True
+                writer.writepkt(buf, ts)
+    records = tmp_path / "associations.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "read", str(cut), "--config",
+         str(folder / "config.yaml"), "--associations", str(records), "--events",
+         str(tmp_path / "events.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in records.read_text(encoding="utf-8").splitlines()]
+    (pacs,) = [r["dicom"] for r in rows if r["destination"]["ip"] == "10.30.0.5"]
+    assert pacs["detected_by"] == "mid-stream"
+    assert pacs["move_destinations"] == ["EXFIL"]
+    assert pacs["dimse"]["C-MOVE-RQ"] == pacs["dimse"]["C-FIND-RQ"] == 1
+    assert "reserved-bits" in pacs["anomalies"]
