@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -61,6 +62,34 @@ def _resync_need(data: bytes | memoryview, pos: int, n: int) -> int:
     if data[pos] != PDUType.P_DATA_TF:
         return 10
     return _RESYNC_NEED if pos + 1 < n and data[pos + 1] == 0 else _RESYNC_NEED_RESERVED
+
+
+def _reserved_short(buf: bytes, i: int, n: int) -> bool:
+    """A release or abort with byte 1 set: verified, or too close to the end to verify."""
+    short = PDUType.A_RELEASE_RQ <= buf[i] <= PDUType.A_ABORT and buf[i + 1]
+    return bool(short) and (n - i < 10 or buf[i + 6 : i + 8] == b"\x00\x00")
+
+
+def _first_start(
+    buf: bytes,
+    needle: bytes,
+    offset: int,
+    pos: int,
+    n: int,
+    best: int,
+    accept: Callable[[bytes, int, int], bool],
+) -> int:
+    """The first PDU start before ``best`` (-1: none yet) that holds ``needle`` at ``offset``
+    and that ``accept`` takes, else ``best``."""
+    start = pos + offset
+    while True:
+        j = buf.find(needle, start, n)
+        i = j - offset
+        if j < 0 or (best >= 0 and i >= best):
+            return best
+        if accept(buf, i, n):
+            return i
+        start = j + 1
 
 
 class Phase(IntEnum):
@@ -719,30 +748,11 @@ class DicomSession:
                     best = i
                     break
                 start = i + 1
-        # A P-DATA-TF command start with byte 1 set, found by its first command element.
-        start = pos + 12
-        while True:
-            j = buf.find(_COMMAND_START, start, n)
-            i = j - 12
-            if j < 0 or (best >= 0 and i >= best):
-                break
-            command = buf[i] == PDUType.P_DATA_TF and buf[i + 1] and buf[i + 11] & 1
-            if command and self._plausible_pdata(buf, i):
-                best = i
-                break
-            start = j + 1
-        # A release or abort with byte 1 set, found by its length.
-        start = pos + 2
-        while True:
-            j = buf.find(_RELEASE_LENGTH, start, n)
-            i = j - 2
-            if j < 0 or (best >= 0 and i >= best):
-                break
-            short = PDUType.A_RELEASE_RQ <= buf[i] <= PDUType.A_ABORT and buf[i + 1]
-            if short and (n - i < 10 or buf[i + 6 : i + 8] == b"\x00\x00"):
-                best = i  # verified, or too close to the end to verify
-                break
-            start = j + 1
+        # Starts with byte 1 set: a P-DATA-TF command start, found by its first command
+        # element 12 bytes in; a release or abort, found by its length 2 bytes in (verified,
+        # or too close to the end to verify).
+        best = _first_start(buf, _COMMAND_START, 12, pos, n, best, self._reserved_command)
+        best = _first_start(buf, _RELEASE_LENGTH, 2, pos, n, best, _reserved_short)
         # A command start with byte 1 set whose first element is not all here yet: it
         # cannot be decided, so nothing after it may be taken before it is.
         limit = n if best < 0 else best
@@ -753,6 +763,11 @@ class DicomSession:
             if _COMMAND_START.startswith(tail):
                 return i
         return best
+
+    def _reserved_command(self, buf: bytes, i: int, n: int) -> bool:
+        """A P-DATA-TF with byte 1 set whose first PDV is a command fragment (see _resync)."""
+        command = buf[i] == PDUType.P_DATA_TF and buf[i + 1] and buf[i + 11] & 1
+        return bool(command) and self._plausible_pdata(buf, i)
 
     def _plausible_pdata(self, buf: bytes, i: int) -> bool:
         _, length = PDU_HEADER.unpack_from(buf, i)
