@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -26,6 +27,7 @@ from .events import (
 from .limits import DEFAULT_LIMITS, Limits
 from .pdu import (
     PDU_HEADER,
+    PDU_HEADER_RESERVED,
     PDV_HEADER,
     AAbort,
     AssociateAC,
@@ -39,14 +41,55 @@ from .pdu import (
 from .probe import DETECTED_BY_AC, DETECTED_BY_MIDSTREAM
 
 MAX_ANOMALY_EVENTS = 100
+# Resync looks for PDU starts with a zero reserved byte 1 (what every stock peer sends) by
+# these patterns. A sender may set byte 1 (no peer tests it), so a start with a non-zero
+# byte 1 is taken too, but only where more of it can be verified: a P-DATA-TF whose first
+# PDV starts a command set with its group length element (_COMMAND_START, 8 constant
+# bytes at offset 12; its data set PDUs are skipped until the next command), or a release
+# or abort found by its constant length 4. Without the zero byte a bare 0x04 would match
+# one data set byte in 256.
 _RESYNC_PATTERNS = (b"\x04\x00", b"\x05\x00\x00\x00\x00\x04", b"\x06\x00\x00\x00\x00\x04",
                     b"\x07\x00\x00\x00\x00\x04")  # fmt: skip
 _RESYNC_NEED = 12  # bytes needed to verify a P-DATA candidate: PDU header and PDV header
+_COMMAND_START = b"\x00\x00\x00\x00\x04\x00\x00\x00"  # (0000,0000) UL, length 4 (PS3.7 E.1)
+_RESYNC_NEED_RESERVED = 12 + len(_COMMAND_START)  # a P-DATA-TF start with byte 1 set
+_RELEASE_LENGTH = b"\x00\x00\x00\x04"
+_RESYNC_TAIL = _RESYNC_NEED_RESERVED - 1  # bytes kept while no candidate is found
 
 
-def _resync_need(pdu_type: int) -> int:
-    """Bytes needed to verify a resync candidate: a whole release or abort PDU is 10."""
-    return _RESYNC_NEED if pdu_type == PDUType.P_DATA_TF else 10
+def _resync_need(data: bytes | memoryview, pos: int, n: int) -> int:
+    """Bytes needed to verify the resync candidate at ``pos``: a release or abort is 10."""
+    if data[pos] != PDUType.P_DATA_TF:
+        return 10
+    return _RESYNC_NEED if pos + 1 < n and data[pos + 1] == 0 else _RESYNC_NEED_RESERVED
+
+
+def _reserved_short(buf: bytes, i: int, n: int) -> bool:
+    """A release or abort with byte 1 set: verified, or too close to the end to verify."""
+    short = PDUType.A_RELEASE_RQ <= buf[i] <= PDUType.A_ABORT and buf[i + 1]
+    return bool(short) and (n - i < 10 or buf[i + 6 : i + 8] == b"\x00\x00")
+
+
+def _first_start(
+    buf: bytes,
+    needle: bytes,
+    offset: int,
+    pos: int,
+    n: int,
+    best: int,
+    accept: Callable[[bytes, int, int], bool],
+) -> int:
+    """The first PDU start before ``best`` (-1: none yet) that holds ``needle`` at ``offset``
+    and that ``accept`` takes, else ``best``."""
+    start = pos + offset
+    while True:
+        j = buf.find(needle, start, n)
+        i = j - offset
+        if j < 0 or (best >= 0 and i >= best):
+            return best
+        if accept(buf, i, n):
+            return i
+        start = j + 1
 
 
 class Phase(IntEnum):
@@ -254,17 +297,20 @@ class DicomSession:
                 found = self._resync(data, pos, n)
                 if found < 0:
                     # Keep a short tail: a PDU start may straddle this chunk and the next.
-                    pos = max(pos, n - (_RESYNC_NEED - 1))
+                    pos = max(pos, n - _RESYNC_TAIL)
                     break
                 pos = found
-                if n - pos < _resync_need(data[pos]):
+                if n - pos < _resync_need(data, pos, n):
                     break  # the candidate cannot be verified yet
                 d.mode = _Mode.BOUNDARY
                 continue
             # At a PDU boundary.
             if n - pos < 6:
                 break
-            pdu_type, length = PDU_HEADER.unpack_from(data, pos)
+            # Byte 1 is reserved: no real peer tests it (pynetdicom, DCMTK), so a PDU that
+            # sets it is decoded as usual and carries reserved-bits once, reported when the
+            # PDU (its header, for P-DATA-TF) is consumed, whatever the split.
+            pdu_type, reserved, length = PDU_HEADER_RESERVED.unpack_from(data, pos)
             if pdu_type == PDUType.P_DATA_TF:
                 if length < 6 or length > self.limits.max_pdata_pdu:
                     reason = (
@@ -281,6 +327,11 @@ class DicomSession:
                 c.pdus += 1
                 c.pdata_pdus += 1
                 c.pdata_bytes += 6 + length
+                if reserved:
+                    self._anomaly(
+                        direction, ts, events, Reason.RESERVED_BITS,
+                        f"P-DATA-TF header reserved byte 0x{reserved:02x}",
+                    )  # fmt: skip
                 if st.phase not in (Phase.ESTABLISHED, Phase.RELEASING):
                     self._anomaly(
                         direction,
@@ -307,7 +358,7 @@ class DicomSession:
                     if n - pos < 6 + 68:
                         break
                     pdu = parse_associate_fixed(
-                        pdu_type, bytes(data[pos + 6 : pos + 6 + 68]), self.limits
+                        pdu_type, bytes(data[pos + 6 : pos + 6 + 68]), self.limits, bool(reserved)
                     )
                     c.pdus += 1
                     pos += 6 + 68
@@ -329,12 +380,22 @@ class DicomSession:
                 # Counted once the whole PDU is here, so any split gives the same events.
                 self._anomaly(direction, ts, events, Reason.BAD_LENGTH, "short PDU length")
                 if length < 4:
+                    if reserved:
+                        self._anomaly(
+                            direction, ts, events, Reason.RESERVED_BITS,
+                            f"{PDUType(pdu_type).label} header reserved byte",
+                        )  # fmt: skip
                     continue
                 body = body[:4]
             try:
-                decoded = parse_pdu_body(pdu_type, body, self.limits)
+                decoded = parse_pdu_body(pdu_type, body, self.limits, bool(reserved))
             except DicomError as exc:
                 self._anomaly(direction, ts, events, exc.reason, f"{PDUType(pdu_type).label}")
+                if reserved and exc.reason is not Reason.RESERVED_BITS:
+                    self._anomaly(
+                        direction, ts, events, Reason.RESERVED_BITS,
+                        f"{PDUType(pdu_type).label} header reserved byte",
+                    )  # fmt: skip
                 continue
             self._on_pdu(direction, decoded, ts, events)
         return pos, events
@@ -505,12 +566,14 @@ class DicomSession:
             st.reject = pdu
             st.phase = Phase.REJECTED
             events.append(AssociationRejected(ts, direction, pdu))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-ASSOCIATE-RJ")
         elif isinstance(pdu, AAbort):
             if st.abort is None:
                 st.abort = pdu
                 st.abort_by = direction
             st.phase = Phase.ABORTED
             events.append(Aborted(ts, direction, pdu))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-ABORT")
         elif isinstance(pdu, ReleaseRQ):
             if st.phase is not Phase.ESTABLISHED and st.phase is not Phase.RELEASING:
                 self._anomaly(direction, ts, events, Reason.UNEXPECTED_PDU, "A-RELEASE-RQ")
@@ -519,6 +582,7 @@ class DicomSession:
             self._release_rq_sides |= 1 << direction
             st.phase = Phase.RELEASING
             events.append(ReleaseRequested(ts, direction))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-RELEASE-RQ")
         elif isinstance(pdu, ReleaseRP):
             # After a release collision (PS3.8 9.2.1) both sides send an RP.
             collision = st.phase is Phase.RELEASED and self._release_rq_sides == 3
@@ -528,6 +592,7 @@ class DicomSession:
                 st.released = True
                 st.phase = Phase.RELEASED
             events.append(ReleaseReplied(ts, direction))
+            self._pdu_anomalies(direction, ts, events, pdu.anomalies, "A-RELEASE-RP")
 
     # -- P-DATA ---------------------------------------------------------------------
 
@@ -658,8 +723,11 @@ class DicomSession:
     def _resync(self, data: bytes | memoryview, pos: int, n: int) -> int:
         """Index of the first verifiable PDU start in ``data[pos:n]``, else -1.
 
-        A P-DATA-TF candidate is verified by its PDV header; a candidate too close to
-        the end to verify is returned so the caller waits for more bytes.
+        A P-DATA-TF candidate is verified by its PDV header (and, with byte 1 set, by the
+        command set's first element); a candidate too close to the end to verify is
+        returned so the caller waits for more bytes. Whatever the chunking, the first
+        candidate that verifies is the one taken: nothing later is accepted while an
+        earlier start cannot be decided yet.
         """
         buf = data if isinstance(data, bytes) else bytes(data)
         best = -1
@@ -669,7 +737,7 @@ class DicomSession:
                 i = buf.find(pattern, start, n)
                 if i < 0 or (best >= 0 and i >= best):
                     break
-                if n - i < _resync_need(pattern[0]):
+                if n - i < _resync_need(buf, i, n):
                     best = i  # too close to the end to verify: wait for more bytes
                     break
                 if pattern[0] == PDUType.P_DATA_TF:
@@ -680,7 +748,26 @@ class DicomSession:
                     best = i
                     break
                 start = i + 1
+        # Starts with byte 1 set: a P-DATA-TF command start, found by its first command
+        # element 12 bytes in; a release or abort, found by its length 2 bytes in (verified,
+        # or too close to the end to verify).
+        best = _first_start(buf, _COMMAND_START, 12, pos, n, best, self._reserved_command)
+        best = _first_start(buf, _RELEASE_LENGTH, 2, pos, n, best, _reserved_short)
+        # A command start with byte 1 set whose first element is not all here yet: it
+        # cannot be decided, so nothing after it may be taken before it is.
+        limit = n if best < 0 else best
+        for i in range(max(pos, n - _RESYNC_TAIL), limit):
+            if buf[i] != PDUType.P_DATA_TF or (i + 1 < n and buf[i + 1] == 0):
+                continue
+            tail = buf[i + 12 : n]
+            if _COMMAND_START.startswith(tail):
+                return i
         return best
+
+    def _reserved_command(self, buf: bytes, i: int, n: int) -> bool:
+        """A P-DATA-TF with byte 1 set whose first PDV is a command fragment (see _resync)."""
+        command = buf[i] == PDUType.P_DATA_TF and buf[i + 1] and buf[i + 11] & 1
+        return bool(command) and self._plausible_pdata(buf, i)
 
     def _plausible_pdata(self, buf: bytes, i: int) -> bool:
         _, length = PDU_HEADER.unpack_from(buf, i)

@@ -30,6 +30,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .text import ae_title, uid_memo
 
 PDU_HEADER = struct.Struct(">BxI")
+PDU_HEADER_RESERVED = struct.Struct(">BBI")  # type, reserved byte 1, length
 PDV_HEADER = struct.Struct(">IBB")
 _ASSOC_FIXED = struct.Struct(">HH16s16s")
 _FOUR = struct.Struct(">BBBB")
@@ -92,6 +93,7 @@ class AssociateRJ:
     result: int
     source: int
     reason: int
+    anomalies: tuple[Reason, ...] = ()
 
     @property
     def result_name(self) -> str:
@@ -135,10 +137,14 @@ class PDataTF:
 class ReleaseRQ:
     """A-RELEASE-RQ PDU (PS3.8 9.3.6): type 0x05, length 4, four reserved bytes."""
 
+    anomalies: tuple[Reason, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class ReleaseRP:
     """A-RELEASE-RP PDU (PS3.8 9.3.7): type 0x06, length 4, four reserved bytes."""
+
+    anomalies: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ class AAbort:
 
     source: int
     reason: int
+    anomalies: tuple[Reason, ...] = ()
 
     @property
     def source_name(self) -> str:
@@ -193,9 +200,18 @@ class _AssociateParts:
 
 
 def _associate(
-    body: bytes, is_request: bool, limits: Limits, items: bool = True, extra: Reason | None = None
+    body: bytes,
+    is_request: bool,
+    limits: Limits,
+    items: bool = True,
+    extra: Reason | None = None,
+    header_reserved: bool = False,
 ) -> _AssociateParts:
-    """Decode the body (what follows the 6-byte header) of an RQ or AC."""
+    """Decode the body (what follows the 6-byte header) of an RQ or AC.
+
+    ``header_reserved``: byte 1 of the PDU header was not zero (reported with the body's
+    reserved fields, once per PDU).
+    """
     if len(body) < ASSOCIATE_FIXED_LENGTH:
         # The whole PDU is here (parse_pdu checks that): its length field is too small.
         raise DicomError(Reason.BAD_LENGTH, "associate PDU shorter than its fixed part")
@@ -204,9 +220,17 @@ def _associate(
     parts = _AssociateParts()
     version, reserved, called_raw, calling_raw = _ASSOC_FIXED.unpack_from(body, 0)
     problems = ItemProblems()
-    if reserved or (is_request and body[36:ASSOCIATE_FIXED_LENGTH].count(0) != 32):
+    if (
+        header_reserved
+        or reserved
+        or (version & 1 and version != 1)
+        or (is_request and body[36:ASSOCIATE_FIXED_LENGTH].count(0) != 32)
+    ):
         # Sent as zeros, not tested (PS3.8 Tables 9-11, 9-17); the AC's 32 bytes echo the
         # RQ's and its AE title fields are not tested either: only its 2 bytes are checked.
+        # The protocol version's bits 1-15 name no version and "a receiver ... shall not
+        # test" them (PS3.8 9.3.2): DCMTK tests bit 0 only (pynetdicom rejects any version
+        # but 1 with an A-ASSOCIATE-RJ); without bit 0 it is bad-value below.
         problems.add(Reason.RESERVED_BITS)
     parts.version = version
     parts.called, ok1 = ae_title(called_raw)
@@ -304,10 +328,14 @@ def _items(
 
 
 def parse_associate_rq(
-    body: bytes, limits: Limits = DEFAULT_LIMITS, items: bool = True, extra: Reason | None = None
+    body: bytes,
+    limits: Limits = DEFAULT_LIMITS,
+    items: bool = True,
+    extra: Reason | None = None,
+    header_reserved: bool = False,
 ) -> AssociateRQ:
     """Decode an A-ASSOCIATE-RQ body (the bytes after the PDU header)."""
-    p = _associate(body, True, limits, items, extra)
+    p = _associate(body, True, limits, items, extra, header_reserved)
     return AssociateRQ(
         p.version, p.called, p.calling, p.app_context, tuple(p.rq), p.user_info,
         tuple(p.unknown), p.anomalies,
@@ -315,22 +343,28 @@ def parse_associate_rq(
 
 
 def parse_associate_ac(
-    body: bytes, limits: Limits = DEFAULT_LIMITS, items: bool = True, extra: Reason | None = None
+    body: bytes,
+    limits: Limits = DEFAULT_LIMITS,
+    items: bool = True,
+    extra: Reason | None = None,
+    header_reserved: bool = False,
 ) -> AssociateAC:
     """Decode an A-ASSOCIATE-AC body."""
-    p = _associate(body, False, limits, items, extra)
+    p = _associate(body, False, limits, items, extra, header_reserved)
     return AssociateAC(
         p.version, p.called, p.calling, p.app_context, tuple(p.ac), p.user_info,
         tuple(p.unknown), p.anomalies,
     )  # fmt: skip
 
 
-def parse_associate_fixed(pdu_type: int, head: bytes, limits: Limits = DEFAULT_LIMITS) -> PDU:
+def parse_associate_fixed(
+    pdu_type: int, head: bytes, limits: Limits = DEFAULT_LIMITS, header_reserved: bool = False
+) -> PDU:
     """Decode only the fixed part of an RQ/AC whose items are too large to buffer."""
     fixed = head[:ASSOCIATE_FIXED_LENGTH]
     if pdu_type == PDUType.A_ASSOCIATE_RQ:
-        return parse_associate_rq(fixed, limits, False, Reason.TOO_LARGE)
-    return parse_associate_ac(fixed, limits, False, Reason.TOO_LARGE)
+        return parse_associate_rq(fixed, limits, False, Reason.TOO_LARGE, header_reserved)
+    return parse_associate_ac(fixed, limits, False, Reason.TOO_LARGE, header_reserved)
 
 
 def _four(body: bytes, name: str) -> tuple[int, int, int, int]:
@@ -367,30 +401,44 @@ def parse_pdu(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[PDU, int]:
     """Decode one whole PDU at the start of ``data``; return it and its size on the wire."""
     if len(data) < 6:
         raise DicomError(Reason.TRUNCATED, "PDU header")
-    pdu_type, length = PDU_HEADER.unpack_from(data, 0)
+    pdu_type, reserved, length = PDU_HEADER_RESERVED.unpack_from(data, 0)
     if len(data) < 6 + length:
         raise DicomError(Reason.TRUNCATED, "PDU body")
-    return parse_pdu_body(pdu_type, bytes(data[6 : 6 + length]), limits), 6 + length
+    pdu = parse_pdu_body(pdu_type, bytes(data[6 : 6 + length]), limits, bool(reserved))
+    return pdu, 6 + length
 
 
-def parse_pdu_body(pdu_type: int, body: bytes, limits: Limits = DEFAULT_LIMITS) -> PDU:
-    """Decode a PDU body given its type."""
+_RESERVED = (Reason.RESERVED_BITS,)
+
+
+def parse_pdu_body(
+    pdu_type: int, body: bytes, limits: Limits = DEFAULT_LIMITS, header_reserved: bool = False
+) -> PDU:
+    """Decode a PDU body given its type.
+
+    ``header_reserved``: byte 1 of the PDU header was not zero. Like every reserved field
+    of these PDUs (PS3.8 9.3: "sent as 00H, not tested"), no real peer tests it: the PDU
+    is decoded as usual and carries ``reserved-bits`` once.
+    """
     if pdu_type == PDUType.A_ASSOCIATE_RQ:
-        return parse_associate_rq(body, limits)
+        return parse_associate_rq(body, limits, header_reserved=header_reserved)
     if pdu_type == PDUType.A_ASSOCIATE_AC:
-        return parse_associate_ac(body, limits)
+        return parse_associate_ac(body, limits, header_reserved=header_reserved)
     if pdu_type == PDUType.A_ASSOCIATE_RJ:
-        _, result, source, reason = _four(body, "A-ASSOCIATE-RJ")
-        return AssociateRJ(result, source, reason)
+        rsv, result, source, reason = _four(body, "A-ASSOCIATE-RJ")
+        return AssociateRJ(result, source, reason, _RESERVED if header_reserved or rsv else ())
     if pdu_type == PDUType.P_DATA_TF:
-        return parse_pdata(body)
+        pdata = parse_pdata(body)
+        if header_reserved and Reason.RESERVED_BITS not in pdata.anomalies:
+            return PDataTF(pdata.pdvs, (Reason.RESERVED_BITS, *pdata.anomalies))
+        return pdata
     if pdu_type == PDUType.A_RELEASE_RQ:
         _four(body, "A-RELEASE-RQ")
-        return ReleaseRQ()
+        return ReleaseRQ(_RESERVED if header_reserved or any(body) else ())
     if pdu_type == PDUType.A_RELEASE_RP:
         _four(body, "A-RELEASE-RP")
-        return ReleaseRP()
+        return ReleaseRP(_RESERVED if header_reserved or any(body) else ())
     if pdu_type == PDUType.A_ABORT:
-        _, _, source, reason = _four(body, "A-ABORT")
-        return AAbort(source, reason)
+        rsv1, rsv2, source, reason = _four(body, "A-ABORT")
+        return AAbort(source, reason, _RESERVED if header_reserved or rsv1 or rsv2 else ())
     raise DicomError(Reason.BAD_TYPE, f"PDU type 0x{pdu_type:02x}")

@@ -25,11 +25,18 @@ _AE_OK = frozenset(range(0x20, 0x7F)) | {0}
 
 
 def _associate(data: bytes | memoryview, n: int) -> bool | None:
-    """True/False for an RQ or AC fixed part plus first item; None while bytes are missing."""
+    """True/False for an RQ or AC fixed part plus first item; None while bytes are missing.
+
+    What the most lenient real peer accepts is accepted: the PDU header's reserved byte is
+    never tested (pynetdicom, DCMTK), and the protocol version only by its bit 0 (DCMTK
+    dulparse.cc; PS3.8 9.3.2: "a receiver ... shall not test any other bits"). The
+    session reports both as ``reserved-bits``.
+    """
     if n < 10:
-        return None if n < 2 or data[1] == 0 else False
-    _, reserved, length, version = _HEAD.unpack_from(data, 0)
-    if reserved != 0 or not 68 < length <= _ASSOC_MAX or version & 1 == 0 or version > 0xFF:
+        # The PDU length's first byte is 0 for any length up to _ASSOC_MAX.
+        return None if n < 3 or data[2] == 0 else False
+    _, _, length, version = _HEAD.unpack_from(data, 0)
+    if not 68 < length <= _ASSOC_MAX or version & 1 == 0:
         return False
     for i in range(10, min(n, 42)):
         if data[i] not in _AE_OK:
@@ -40,11 +47,15 @@ def _associate(data: bytes | memoryview, n: int) -> bool | None:
 
 
 def _pdata_command(data: bytes | memoryview, n: int) -> bool | None:
-    """A P-DATA-TF whose first PDV starts a command set with its group length element."""
+    """A P-DATA-TF whose first PDV starts a command set with its group length element.
+
+    The PDU header's reserved byte is not tested: receivers ignore it (see _associate).
+    """
     if n < 24:
-        return None if n < 2 or data[1] == 0 else False
-    _, reserved, length, pdv_len, ctx, control = _PDATA_HEAD.unpack_from(data, 0)
-    if reserved != 0 or not 12 <= length <= _PDATA_MAX:
+        # The PDU length's first byte is at most 4 for any length up to _PDATA_MAX.
+        return None if n < 3 or data[2] <= _PDATA_MAX >> 24 else False
+    _, _, length, pdv_len, ctx, control = _PDATA_HEAD.unpack_from(data, 0)
+    if not 12 <= length <= _PDATA_MAX:
         return False
     # Only bits 0 and 1 of the control header mean anything; receivers ignore the others.
     if pdv_len < 14 or pdv_len + 4 > length or ctx & 1 == 0 or not control & 1:

@@ -4,6 +4,10 @@ It speaks the Upper Layer protocol itself (PS3.8), so it can send what no stock 
 
   reserved-bits  every command PDV's message control header with bits 2-7 set
                  (PS3.8 E.2: receivers do not test them): C-ECHO, C-FIND, C-MOVE, C-STORE
+  reserved-header  every PDU it sends (A-ASSOCIATE-RQ, each P-DATA-TF, A-RELEASE-RQ) with
+                 byte 1 of its 6-byte header, reserved, set (pynetdicom and DCMTK never
+                 test it), and optionally a protocol version other than 1 with bit 0 set
+                 (DCMTK tests bit 0 only): C-ECHO, C-FIND, C-MOVE, C-STORE
   split          every PDU (A-ASSOCIATE-RQ, each P-DATA-TF, A-RELEASE-RQ) written as two TCP
                  segments, the first holding the first K bytes of its 6-byte header
                  (TCP_NODELAY, a pause between the writes); one association per K in 0..5
@@ -44,6 +48,9 @@ IMPL_NAME = "EVASION_SCU"
 CONTEXTS = {1: VERIFICATION, 3: FIND, 5: MOVE, 7: CT}
 CTX = {uid: cid for cid, uid in CONTEXTS.items()}
 PAUSE = 0.06
+# Byte 1 of every PDU header this script sends, and the A-ASSOCIATE-RQ's protocol version
+# (reserved-header changes them; PS3.8 9.3.1: 00H and 0001H).
+HEADER = {"reserved": 0, "version": 1}
 
 
 def log(line: str) -> None:
@@ -58,12 +65,13 @@ def item(item_type: int, value: bytes) -> bytes:
 
 
 def pdu(pdu_type: int, body: bytes) -> bytes:
-    return struct.pack(">BxI", pdu_type, len(body)) + body
+    return struct.pack(">BBI", pdu_type, HEADER["reserved"], len(body)) + body
 
 
 def associate_rq(called: str, calling: str, ext_neg: bytes = b"") -> bytes:
     """A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing CONTEXTS, implicit VR little endian each."""
-    body = struct.pack(">HH16s16s32x", 1, 0, called.encode().ljust(16), calling.encode().ljust(16))
+    body = struct.pack(">HH16s16s32x", HEADER["version"], 0, called.encode().ljust(16),
+                       calling.encode().ljust(16))  # fmt: skip
     body += item(0x10, APP_CONTEXT.encode())
     for cid, uid in CONTEXTS.items():
         body += item(0x20, bytes([cid, 0, 0, 0]) + item(0x30, uid.encode())
@@ -83,7 +91,8 @@ def pdata(context_id: int, control: int, fragment: bytes) -> bytes:
     return pdu(0x04, struct.pack(">IBB", len(fragment) + 2, context_id, control) + fragment)
 
 
-RELEASE_RQ = pdu(0x05, b"\x00\x00\x00\x00")
+def release_rq() -> bytes:
+    return pdu(0x05, b"\x00\x00\x00\x00")
 
 
 def encode_ds(ds: Dataset) -> bytes:
@@ -188,7 +197,7 @@ class Peer:
         log("received A-ASSOCIATE-AC")
 
     def release(self) -> None:
-        self.send(RELEASE_RQ, "A-RELEASE-RQ")
+        self.send(release_rq(), "A-RELEASE-RQ")
         pdu_type, _ = self.read_pdu()
         log(f"received PDU 0x{pdu_type:02x} (A-RELEASE-RP expected)")
         self.sock.close()
@@ -299,6 +308,26 @@ def reserved_bits(a: argparse.Namespace) -> None:
     peer.release()
 
 
+def reserved_header(a: argparse.Namespace) -> None:
+    """One association whose every PDU sets the header's reserved byte 1 (and the version)."""
+    HEADER["reserved"], HEADER["version"] = a.reserved, a.version
+    peer = Peer(a.host, a.port)
+    log(f"connection {peer.local[0]}:{peer.local[1]} -> {a.host}:{a.port} "
+        f"reserved=0x{a.reserved:02x} version=0x{a.version:04x}")  # fmt: skip
+    peer.associate(a.called, a.calling)
+    ds, data = image_bytes(a.image)
+    if "echo" in a.commands:
+        peer.request("C-ECHO", VERIFICATION, echo_cmd(msg(peer)), None, 0x03)
+    if "find" in a.commands:
+        peer.request("C-FIND", FIND, find_cmd(msg(peer)), study_query(), 0x03)
+    if "move" in a.commands:
+        peer.request("C-MOVE", MOVE, move_cmd(msg(peer), a.move_dest),
+                     study_key(ds.StudyInstanceUID), 0x03)  # fmt: skip
+    if "store" in a.commands:
+        peer.request("C-STORE", CT, store_cmd(msg(peer), ds), data, 0x03)
+    peer.release()
+
+
 def split(a: argparse.Namespace) -> None:
     """One association per K in 0..5: every PDU's header split after K bytes."""
     for k in range(6):
@@ -401,7 +430,7 @@ def overlap(a: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["reserved-bits", "split", "overlap"])
+    p.add_argument("scenario", choices=["reserved-bits", "reserved-header", "split", "overlap"])
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--called", default="PACS")
@@ -413,8 +442,14 @@ def main() -> None:
     p.add_argument("--commands", default="echo,find,move,store")
     p.add_argument("--mode", choices=["held", "retransmit"], default="held")
     p.add_argument("--hole", type=int, default=12, help="held: bytes left missing before")
+    p.add_argument("--reserved", type=lambda x: int(x, 0), default=0xA5,
+                   help="reserved-header: byte 1 of every PDU header")  # fmt: skip
+    p.add_argument("--version", type=lambda x: int(x, 0), default=1,
+                   help="reserved-header: the A-ASSOCIATE-RQ's protocol version")  # fmt: skip
     a = p.parse_args()
-    {"reserved-bits": reserved_bits, "split": split, "overlap": overlap}[a.scenario](a)
+    scenarios = {"reserved-bits": reserved_bits, "reserved-header": reserved_header,
+                 "split": split, "overlap": overlap}  # fmt: skip
+    scenarios[a.scenario](a)
 
 
 if __name__ == "__main__":

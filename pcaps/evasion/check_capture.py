@@ -2,6 +2,8 @@
 
   reserved-bits  the message control header of each command PDV the attacker sent, per
                  connection: the values it was told to send (0x07, 0x43, 0x83, 0xFF)
+  reserved-header  per connection: byte 1 of every PDU header the attacker sent is not zero
+                 (and the A-ASSOCIATE-RQ's protocol version, printed)
   split-header   per connection (in SYN order, K = 0..5): every PDU the attacker sent starts
                  a TCP segment, and (K > 0) a segment ends after exactly its first K bytes
   overlap-*      two attacker segments with the same sequence range and different bytes; the
@@ -97,6 +99,17 @@ def main() -> int:
             controls = command_controls(data)
             print(f"{key}: command PDV control bytes {' '.join(f'0x{c:02x}' for c in controls)}")
             ok &= bool(controls) and all(c & 0xFC for c in controls)
+    elif scenario == "reserved-header":
+        for key, segs in conns.items():
+            data, _, _ = stream(segs)
+            heads = [(off, t, data[off + 1]) for off, t, _ in pdus(data)]
+            version = struct.unpack_from(">H", data, 6)[0] if data[:1] == b"\x01" else None
+            print(f"{key}: PDU type/reserved byte "
+                  f"{' '.join(f'0x{t:02x}/0x{r:02x}' for _, t, r in heads)}; "
+                  f"RQ protocol version {version and f'0x{version:04x}'}")  # fmt: skip
+            ok &= len(heads) >= 4 and all(r for _, _, r in heads) and heads[0][1] == 1
+            ok &= {t for _, t, _ in heads} == {1, 4, 5}
+        ok &= len(conns) == 2
     elif scenario == "split-header":
         for k, (key, segs) in enumerate(conns.items()):
             data, starts, ends = stream(segs)
@@ -115,6 +128,7 @@ def main() -> int:
                     seq2, second = segs[j]
                     if seq2 != seq or len(second) != len(first) or second == first:
                         continue
+
                     # Did a segment that starts before them reach them after both arrived
                     # (they were out of order), and did it stop short of them?
                     def reaches(n: int, seq: int = seq) -> bool:

@@ -106,17 +106,22 @@ def main() -> None:
     conns = attacker_connections((work / "attacker.log").read_text())
     pacs = (work / "pacs.log").read_text()
     exfil_path = work / "exfil.log"
-    exfil_stores = exfil_path.read_text().count("Received Store Request") if exfil_path.exists() else 0
+    exfil_stores = (
+        exfil_path.read_text().count("Received Store Request") if exfil_path.exists() else 0
+    )
     moves = [int(m) for m in re.findall(r"^MOVE .* subops=(\d+)$", pacs, re.M)]
     records: list[dict[str, Any]] = []
     alerts: list[dict[str, Any]] = []
     to_pacs = [c for c in conns if c["dst"] == PACS]
-    if scenario == "reserved-bits":
+    if scenario in ("reserved-bits", "reserved-header"):
         (a,) = to_pacs
         (to_archive,) = [c for c in conns if c["dst"] == ARCHIVE]
-        # pynetdicom acted on every command whose control byte had bits 2-7 set:
+        # reserved-bits: pynetdicom acted on every command whose control byte had bits 2-7
+        # set; reserved-header: on every PDU whose header's reserved byte was set (the
+        # association, each command and data set, and the release):
         for verb in ("ECHO", "FIND", "MOVE", "STORE"):
             assert re.search(rf"^{verb} msg=", pacs, re.M), f"the PACS never acted on {verb}"
+        assert re.search(r"^RELEASED", pacs, re.M), "the PACS never released"
         (subops,) = moves
         records.append(record(EXT, PACS, PACS_PORT, "EVIL-SCU", "PACS", a["dimse"], a["status"],
                               ["reserved-bits"], move_destinations=["EXFIL"]))  # fmt: skip
@@ -124,6 +129,9 @@ def main() -> None:
         archive = (work / "archive.log").read_text()
         # DCMTK storescp acted on both as well (its -d log names each request).
         assert "Received Echo Request" in archive and "Received Store Request" in archive
+        if scenario == "reserved-header":
+            # ... and released the association whose every PDU set the reserved byte.
+            assert "Association Release" in archive, "the archive never released"
         records.append(record(EXT, ARCHIVE, ARCHIVE_PORT, "EVIL-SCU", "ARCHIVE",
                               to_archive["dimse"], to_archive["status"],
                               ["reserved-bits"]))  # fmt: skip

@@ -28,7 +28,7 @@ set -euo pipefail
 export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL=(reserved-bits split-header overlap-held overlap-retransmit)
+ALL=(reserved-bits reserved-header split-header overlap-held overlap-retransmit)
 if [ "$#" -gt 0 ]; then SCEN=("$@"); else SCEN=("${ALL[@]}"); fi
 for s in "${SCEN[@]}"; do
   case " ${ALL[*]} " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
@@ -141,7 +141,7 @@ run() { # scenario
   bgrun "$d/exfil.log" exfil "$STORESCP" -d -aet EXFIL -od "$d/exfil-store" 11112
   local exfil_pid=$LASTPID
   local archive_pid=""
-  if [ "$s" = reserved-bits ]; then
+  if [ "$s" = reserved-bits ] || [ "$s" = reserved-header ]; then
     bgrun "$d/archive.log" archive "$STORESCP" -d -aet ARCHIVE -od "$d/archive-store" 104
     archive_pid=$LASTPID
     wait_listen archive 104
@@ -156,6 +156,16 @@ run() { # scenario
         --image "$image" >"$d/attacker.log" 2>&1 || die "attacker failed:\n$(cat "$d/attacker.log")"
       in_ ext python3 "$HERE/attacker.py" reserved-bits --host "$ARCHIVE" --port 104 \
         --called ARCHIVE --commands echo,store --image "$image" >>"$d/attacker.log" 2>&1 \
+        || die "attacker failed:\n$(cat "$d/attacker.log")" ;;
+    reserved-header)
+      # byte 1 of every PDU header set; to DCMTK also protocol version 0x0003 (bit 0 set:
+      # DCMTK accepts it; pynetdicom rejects any version but 1, so the PACS gets 1)
+      in_ ext python3 "$HERE/attacker.py" reserved-header --host "$PACS" --port 11112 \
+        --reserved 0xa5 --image "$image" >"$d/attacker.log" 2>&1 \
+        || die "attacker failed:\n$(cat "$d/attacker.log")"
+      in_ ext python3 "$HERE/attacker.py" reserved-header --host "$ARCHIVE" --port 104 \
+        --called ARCHIVE --commands echo,store --reserved 0xff --version 0x0003 \
+        --image "$image" >>"$d/attacker.log" 2>&1 \
         || die "attacker failed:\n$(cat "$d/attacker.log")" ;;
     split-header)
       in_ ext python3 "$HERE/attacker.py" split --host "$PACS" --port 11112 \
@@ -189,6 +199,11 @@ for s in "${SCEN[@]}"; do
   { echo "# made by generate.sh: pynetdicom $PYND_VER, DCMTK storescp $DCMTK_VER"
     echo "# attacker.py's own log:"; sed 's/^/#   /' "$WORK/$s/attacker.log"
     echo "# the victim PACS's log (pacs_scp.py):"; grep -v '^READY$' "$WORK/$s/pacs.log" | sed 's/^/#   /'
+    if [ -f "$WORK/$s/archive.log" ]; then
+      echo "# the DCMTK archive's log (storescp -d), what it acted on:"
+      grep -E 'Association (Received|Acknowledged|Release)|Received (Echo|Store) Request|Protocol|Unsupported' \
+        "$WORK/$s/archive.log" | sed 's/^/#   /'
+    fi
     echo "# check_capture.py, on the wire:"; sed 's/^/#   /' "$WORK/$s/check.log"
   } >"$dest/provenance.txt"
   log "$s: $(stat -c %s "$dest/capture.pcap") bytes -> $dest"

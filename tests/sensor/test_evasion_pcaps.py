@@ -2,11 +2,12 @@
 
 Each scenario folder holds a capture in which a real SCP (pynetdicom 3.0.4 as the PACS,
 DCMTK 3.6.7 storescp as an archive and as the C-MOVE destination) received what a scripted
-attacker sent over a real TCP connection: command PDVs with reserved control bits set, PDU
-headers split across TCP segments at every offset, and an overlapping retransmission with
-different bytes. expected_records.json and expected_alerts.json were written by
-pcaps/evasion/generate.sh from the scenario's specification and the victims' logs (what
-they acted on), never from the sensor's output. The sensor must produce exactly those
+attacker sent over a real TCP connection: command PDVs with reserved control bits set, PDUs
+whose header's reserved byte 1 is set (and a protocol version of 0x0003), PDU headers split
+across TCP segments at every offset, and an overlapping retransmission with different bytes.
+expected_records.json and expected_alerts.json were written by pcaps/evasion/generate.sh from
+the scenario's specification and the victims' logs (what they acted on), never from the
+sensor's output. The sensor must produce exactly those
 associations (commands, statuses, anomalies, move destinations) and exactly those alerts:
 every rule that depends on a DIMSE command still fires.
 """
@@ -24,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EVASION = ROOT / "pcaps" / "evasion"
 SCENARIOS = sorted(p.parent.name for p in EVASION.glob("*/capture.pcap"))
-EXPECTED_SCENARIOS = ["overlap-held", "overlap-retransmit", "reserved-bits", "split-header"]
+EXPECTED_SCENARIOS = ["overlap-held", "overlap-retransmit", "reserved-bits", "reserved-header",
+                      "split-header"]  # fmt: skip
 FILES = ("capture.pcap", "config.yaml", "expected_records.json", "expected_alerts.json",
          "provenance.txt")  # fmt: skip
 
@@ -45,6 +47,7 @@ def with_gap(scenarios: list[str]) -> list[Any]:
 
 
 _RUNS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+_EVENTS: dict[str, list[dict[str, Any]]] = {}  # every event of a scenario's run
 
 
 def read(scenario: str, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -60,6 +63,7 @@ def read(scenario: str, out: Path) -> tuple[list[dict[str, Any]], list[dict[str,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         lines = [json.loads(x) for x in events.read_text(encoding="utf-8").splitlines()]
+        _EVENTS[scenario] = lines
         _RUNS[scenario] = (
             [json.loads(x) for x in records.read_text(encoding="utf-8").splitlines()],
             [e for e in lines if e["event"]["kind"] == "alert"],
@@ -166,3 +170,69 @@ def test_overlap_is_flagged_once(scenario: str, tmp_path: Path) -> None:
     (attack,) = [r for r in records if r["source"]["ip"] == "198.51.100.20"]
     assert "overlap-mismatch" in attack["dicom"].get("anomalies", [])
     assert [a["rule"]["id"] for a in alerts].count("stream-evasion") == 1
+
+
+def test_reserved_header_byte_association_found_and_decoded(tmp_path: Path) -> None:
+    """Every attacker PDU set byte 1 of its header (pynetdicom and DCMTK acted on them all).
+
+    Offline, pass 1 admits only heads the BPF test passes: a test that required byte 1 to be
+    0 (or the protocol version to be exactly 1) never followed these services, and both
+    associations, the C-MOVE to EXFIL among them, were lost.
+    """
+    records, alerts = read("reserved-header", tmp_path)
+    attacks = {r["destination"]["ip"]: r for r in records if r["source"]["ip"] == "198.51.100.20"}
+    assert set(attacks) == {"10.30.0.5", "10.30.0.6"}
+    pacs, archive = attacks["10.30.0.5"]["dicom"], attacks["10.30.0.6"]["dicom"]
+    assert pacs["detected_by"] == archive["detected_by"] == "associate-rq"
+    assert pacs["move_destinations"] == ["EXFIL"]
+    assert pacs["dimse"]["C-STORE-RQ"] == archive["dimse"]["C-STORE-RQ"] == 1
+    assert (pacs["association"]["end"], archive["association"]["end"]) == ("released",) * 2
+    assert pacs["anomalies"] == archive["anomalies"] == ["reserved-bits"]
+    # One anomaly event per attacker PDU (check_capture.py counted them on the wire: to the
+    # PACS the RQ, 7 P-DATA-TF and the release; to the archive the RQ, 3 and the release).
+    anomalies = [e for e in _EVENTS["reserved-header"] if e["event"]["kind"] == "event"]
+    per_dest = [e["destination"]["ip"] for e in anomalies
+                if e["dicom"]["anomaly"]["reason"] == "reserved-bits"]  # fmt: skip
+    assert (per_dest.count("10.30.0.5"), per_dest.count("10.30.0.6")) == (9, 5)
+    rules = [a["rule"]["id"] for a in alerts]
+    assert rules.count("move-unknown-destination") == 1
+    assert {"query-retrieve-untrusted", "bulk-outbound", "perimeter-outbound"} <= set(rules)
+
+
+def test_reserved_header_byte_found_mid_stream(tmp_path: Path) -> None:
+    """The capture starts after the A-ASSOCIATE-AC: only the P-DATA-TF PDUs can be found.
+
+    Every PDU the attacker sent sets byte 1: a BPF head test, probe or resync pattern that
+    required it to be 0 would follow the service only from the PACS's responses and never
+    decode a request (the C-MOVE to EXFIL among them).
+    """
+    import dpkt
+
+    folder = EVASION / "reserved-header"
+    cut = tmp_path / "mid.pcap"
+    with (folder / "capture.pcap").open("rb") as f, cut.open("wb") as out:
+        reader = dpkt.pcap.Reader(f)
+        writer = dpkt.pcap.Writer(out, snaplen=reader.snaplen, linktype=reader.datalink())
+        started = False
+        for ts, buf in reader:
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            payload = bytes(getattr(tcp, "data", b""))
+            if started:
+                writer.writepkt(buf, ts)
+            elif payload[:1] == b"\x04" and payload[1] != 0:  # the attacker's first P-DATA-TF
+                started = True
+                writer.writepkt(buf, ts)
+    records = tmp_path / "associations.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "read", str(cut), "--config",
+         str(folder / "config.yaml"), "--associations", str(records), "--events",
+         str(tmp_path / "events.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in records.read_text(encoding="utf-8").splitlines()]
+    (pacs,) = [r["dicom"] for r in rows if r["destination"]["ip"] == "10.30.0.5"]
+    assert pacs["detected_by"] == "mid-stream"
+    assert pacs["move_destinations"] == ["EXFIL"]
+    assert pacs["dimse"]["C-MOVE-RQ"] == pacs["dimse"]["C-FIND-RQ"] == 1
+    assert "reserved-bits" in pacs["anomalies"]

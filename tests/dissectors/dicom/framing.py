@@ -232,9 +232,26 @@ ABORTED_STREAM: list[Segment] = [
     (ORIGIN, v.ABORT_USER),
 ]
 
+
+def reserved_header(pdu: bytes, value: int) -> bytes:
+    """``pdu`` with its header's reserved byte 1 set to ``value`` (no real peer tests it)."""
+    return pdu[:1] + bytes([value]) + pdu[2:]
+
+
+# The C-STORE association with byte 1 of every PDU header set, and protocol version 0x0003
+# in the RQ (bit 0 set: DCMTK accepts it): one reserved-bits per PDU, 8 in all.
+RESERVED_HEADER_STREAM: list[Segment] = [
+    (d, reserved_header(pdu, value))
+    for (d, pdu), value in zip(
+        STORE_STREAM, (0xA5, 0x01, 0xFF, 0x80, 0x7F, 0x10, 0x04, 0x42), strict=True
+    )
+]
+RESERVED_HEADER_STREAM[0] = (ORIGIN, RESERVED_HEADER_STREAM[0][1][:7] + b"\x03" + v.RQ_STORE[8:])
+
 STREAMS: dict[str, list[Segment]] = {
     "echo": ECHO_STREAM,
     "store": STORE_STREAM,
     "rejected": REJECTED_STREAM,
     "aborted": ABORTED_STREAM,
+    "reserved-header": RESERVED_HEADER_STREAM,
 }

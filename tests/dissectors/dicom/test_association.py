@@ -690,7 +690,7 @@ def test_pdu_length_near_4_gib(header: str, reasons: list[Reason]) -> None:
     feeder = established()
     events = feeder.feed(ORIGIN, v.h(header) + bytes(100), TS)
     assert [e.reason for e in events] == reasons
-    assert len(feeder.pending[ORIGIN]) < 12
+    assert len(feeder.pending[ORIGIN]) < 20  # a resync tail: a command start with byte 1 set
     # Framing comes back at the next verifiable PDU.
     assert kinds(feeder.feed(ORIGIN, v.PDATA_ECHO_RQ, TS)) == ["DimseMessage"]
 

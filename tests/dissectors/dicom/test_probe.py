@@ -43,8 +43,8 @@ RQ_VERSION_2 = v.RQ_ECHO[:6] + b"\x00\x02" + v.RQ_ECHO[8:]
 RQ_AE_NONPRINTABLE = v.RQ_ECHO[:11] + b"\x07" + v.RQ_ECHO[12:]
 # DCMTK's RQ whose byte 74 (the first item type) is 0x20 instead of 0x10.
 RQ_BYTE_74 = v.RQ_ECHO[:74] + b"\x20" + v.RQ_ECHO[75:]
-# DCMTK's RQ with the reserved byte 1 set.
-RQ_RESERVED = b"\x01\x01" + v.RQ_ECHO[2:]
+# DCMTK's RQ with the PDU header's reserved byte 1 set (no real peer tests it).
+RQ_RESERVED = b"\x01\xa5" + v.RQ_ECHO[2:]
 # P-DATA-TF holding a last data set fragment (control 0x02): not a command start.
 PDATA_DATA_SET = pdata(pdv(1, DATA_LAST, v.h("10001000100000005359") + b"NTHETIC^CANARY"))
 # P-DATA-TF holding the C-ECHO command on an even context id (2).
@@ -97,7 +97,6 @@ def test_pdata_prefixes_need_more() -> None:
         RQ_VERSION_2,
         RQ_AE_NONPRINTABLE,
         RQ_BYTE_74,
-        RQ_RESERVED,
         PDATA_DATA_SET,
         PDATA_EVEN_CONTEXT,
         PDATA_GROUP_LENGTH_LIES,
@@ -108,7 +107,7 @@ def test_pdata_prefixes_need_more() -> None:
         b"\x01\x00" + bytes(8),  # PDU length 0
     ],
     ids=["http", "tls", "random", "0100-garbage", "version-2", "ae-bel", "byte74",
-         "reserved", "pdata-data-set", "pdata-even-ctx", "pdata-group-length", "rj",
+         "pdata-data-set", "pdata-even-ctx", "pdata-group-length", "rj",
          "release", "abort", "rq-length-64", "rq-length-0"],
 )  # fmt: skip
 def test_no_match(data: bytes) -> None:
@@ -121,10 +120,32 @@ def test_bad_ae_title_decided_early() -> None:
     assert probe(RQ_AE_NONPRINTABLE[:11]) == NEED_MORE
 
 
-def test_reserved_byte_decided_at_two_bytes() -> None:
-    assert probe(b"\x01") == NEED_MORE
-    assert probe(b"\x01\x01") == NO_MATCH
-    assert probe(b"\x04\x01") == NO_MATCH
+def test_reserved_header_byte_is_not_tested() -> None:
+    # pynetdicom (dul.py) reads byte 1 and drops it; DCMTK (dulfsm.cc readPDUHeadTCP) keeps
+    # it and never tests it: an association whose PDUs set it is still an association.
+    assert probe(RQ_RESERVED) == MATCH_RQ
+    assert probe(b"\x02\xff" + v.AC_ECHO[2:]) == MATCH_AC
+    assert probe(b"\x04\x80" + v.PDATA_ECHO_RQ[2:]) == MATCH_MIDSTREAM
+    for data in (RQ_RESERVED, v.PDATA_ECHO_RQ):
+        assert probe(data[:2]) == NEED_MORE
+        assert probe(data[:9]) == NEED_MORE
+
+
+@pytest.mark.parametrize("version", [0x0003, 0x0101, 0xFF01, 0xFFFF])
+def test_version_tested_by_bit_0_only(version: int) -> None:
+    # DCMTK (dulparse.cc parseAssociate) rejects only a version without bit 0, as PS3.8
+    # 9.3.2 asks ("a receiver ... shall not test any other bits").
+    data = v.RQ_ECHO[:6] + struct.pack(">H", version) + v.RQ_ECHO[8:]
+    assert probe(data) == MATCH_RQ
+
+
+def test_pdu_length_decided_at_three_bytes() -> None:
+    # An RQ/AC of at most 1 MiB has 0 in the length's first byte; a P-DATA-TF of at most
+    # 64 MiB has at most 4 there.
+    assert probe(b"\x01\x00\x01") == NO_MATCH
+    assert probe(b"\x02\x07\x00") == NEED_MORE
+    assert probe(b"\x04\x00\x05") == NO_MATCH
+    assert probe(b"\x04\x10\x04") == NEED_MORE
 
 
 def test_nul_padded_ae_title_still_matches() -> None:
@@ -151,7 +172,7 @@ def test_pdata_command_too_large_no_match() -> None:
 
 def documented_associate(data: bytes) -> bool:
     """PS3.8 RQ/AC start as documented: header, length 68..1 MiB, version, AEs, item 0x10."""
-    if len(data) < 75 or data[0] not in (1, 2) or data[1] != 0:
+    if len(data) < 75 or data[0] not in (1, 2):  # byte 1 is reserved, not tested
         return False
     (length,) = struct.unpack_from(">I", data, 2)
     (version,) = struct.unpack_from(">H", data, 6)
@@ -161,7 +182,7 @@ def documented_associate(data: bytes) -> bool:
 
 def documented_pdata_command(data: bytes) -> bool:
     """P-DATA framing with a first PDV that starts a command set at (0000,0000) UL."""
-    if len(data) < 24 or data[0] != 4 or data[1] != 0:
+    if len(data) < 24 or data[0] != 4:  # byte 1 is reserved, not tested
         return False
     length, pdv_length, ctx, control = struct.unpack_from(">IIBB", data, 2)
     group, element, el_length = struct.unpack_from("<HHI", data, 12)
