@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from dissectors.dicom.names import uid_name
+
 from ..timefmt import iso
 
 MAX_NODES = 20_000
@@ -49,7 +51,7 @@ class Node:
                 "version_names": sorted(self.implementation_version_names),
                 "vendors": sorted(self.vendors),
             },
-            "sop_classes": sorted(self.sop_classes),
+            "sop_classes": [{"uid": u, "name": uid_name(u)} for u in sorted(self.sop_classes)],
             "associations": {
                 "as_scu": self.associations_as_scu,
                 "as_scp": self.associations_as_scp,
@@ -153,8 +155,8 @@ class Inventory:
         writer = csv.writer(fh)
         writer.writerow(["ip", "zone", "roles", "ports", "scp_ae_titles", "scu_ae_titles",
                          "implementation_class_uids", "implementation_version_names", "vendors",
-                         "sop_classes", "associations_as_scu", "associations_as_scp",
-                         "first_seen", "last_seen"])  # fmt: skip
+                         "sop_classes", "sop_class_names", "associations_as_scu",
+                         "associations_as_scp", "first_seen", "last_seen"])  # fmt: skip
         for _, n in sorted(self.nodes.items()):
             d = n.as_dict()
             writer.writerow([
@@ -162,6 +164,8 @@ class Inventory:
                 " ".join(d["ae_titles"]["scp"]), " ".join(d["ae_titles"]["scu"]),
                 " ".join(d["implementation"]["class_uids"]),
                 " ".join(d["implementation"]["version_names"]),
-                ";".join(d["implementation"]["vendors"]), " ".join(d["sop_classes"]),
+                ";".join(d["implementation"]["vendors"]),
+                " ".join(c["uid"] for c in d["sop_classes"]),
+                ";".join(c["name"] or "" for c in d["sop_classes"]),
                 n.associations_as_scu, n.associations_as_scp, d["first_seen"], d["last_seen"],
             ])  # fmt: skip
