@@ -26,7 +26,7 @@ from .capture import fastread
 from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
 from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment
 from .capture.offline import OfflineCapture, Packet, ReadResult
-from .capture.prefilter import Followed, flow_key
+from .capture.prefilter import LIVE_MAX_SERVICES, Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
@@ -221,6 +221,7 @@ class Pipeline:
 
     def follow_all(self) -> None:
         """A live source whose kernel filter admits all of TCP: the engine probes every flow."""
+        self.followed.max_services = LIVE_MAX_SERVICES
         self._probe_new = True
         self.engine.admit = self._admit_any
 
@@ -237,6 +238,7 @@ class Pipeline:
         """
         self._probe_new = True
         self._live = True
+        self.followed.max_services = LIVE_MAX_SERVICES
         self.engine.admit = self._admit
         self.followed.base_ports = PLAIN_DICOM_PORTS | ports
         last: dict[int, str] = {}

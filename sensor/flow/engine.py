@@ -78,6 +78,11 @@ class FlowEngine:
         self._on_event = on_event
         self._on_close = on_close
         self._flows: dict[FlowKey, Flow] = {}
+        # What a closed flow keeps while it lingers: nothing of its own (its two sides, with
+        # their reassemblers, are most of what a flow costs; stragglers need only the state).
+        shared = self.stats.stream
+        reasm = StreamReassembler(0, 0, shared)
+        self._closed_sides = (Side("", 0, reasm), Side("", 0, reasm))
         # Lazy heaps: an entry's time is a lower bound, checked against the flow when popped.
         self._deadlines: list[tuple[float, int, Flow]] = []
         self._recency: list[tuple[float, int, Flow]] = []
@@ -270,6 +275,7 @@ class FlowEngine:
         flow.skipper = None
         for side in flow.sides:
             side.forget()
+        flow.sides = self._closed_sides
         if self.forget is not None and not was_ignored:
             self.forget(flow.key[:4])
 
