@@ -22,6 +22,7 @@ from .live import (
     totals,
     write_state,
 )
+from .options import add_alert_pcap_group, alert_pcap_limits
 
 EXIT_OK = 0
 EXIT_FAIL = 2
@@ -73,6 +74,8 @@ def run_capture(args: argparse.Namespace) -> int:
         policy_config=config,
     )
     pipeline.report = report_to_log
+    if args.alert_pcap:
+        pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
     drops = {"kernel": 0, "interface": 0}
     if args.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
@@ -111,8 +114,17 @@ def run_capture(args: argparse.Namespace) -> int:
         dropped_kernel=kernel,
         dropped_interface=interface,
         associations=sum(pipeline.counters.associations.values()),
+        **alert_pcap_log(pipeline.live_pcaps),
     )
     return EXIT_OK
+
+
+def alert_pcap_log(live: Any) -> dict[str, Any]:
+    """capture.stopped fields on --alert-pcap: files written and the bounds that bit."""
+    if live is None:
+        return {}
+    limited = {bound: n for bound, n in live.stats.limited.items() if n}
+    return {"alert_pcap_files": live.stats.files, "alert_pcap_limited": limited}
 
 
 def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
@@ -172,6 +184,7 @@ def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> 
     )
     g.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     add_metrics_endpoint(p)
+    add_alert_pcap_group(p)
     g = p.add_argument_group("capture")
     g.add_argument(
         "--snaplen",

@@ -167,6 +167,8 @@ def live_loop(
             source = by_fd[fd]
             if len(sources) > 1:
                 pipeline.pivots.interface = source.interface
+            if pipeline.live_pcaps is not None:
+                pipeline.live_pcaps.linktype = source.linktype
             try:
                 pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
                 pipeline.reinstall_if_due()

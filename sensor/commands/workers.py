@@ -160,6 +160,7 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     from dissectors.registry import load_dissectors
 
     from ..pipeline import Pipeline
+    from .options import alert_pcap_limits
 
     signals = Signals()
     signals.install()
@@ -185,6 +186,9 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         policy_config=config,
     )
     pipeline.report = report_to_log
+    if getattr(args, "alert_pcap", None):
+        # Each worker keeps its own associations' packets and writes their pcaps itself.
+        pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
     drops = {"kernel": 0, "interface": 0}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}

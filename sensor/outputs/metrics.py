@@ -304,6 +304,17 @@ class SensorCollector(Collector):
             state_limited(p),
         )
         pcaps = getattr(self.pipeline, "alert_pcaps", None)
+        live = getattr(self.pipeline, "live_pcaps", None)
+        if live is not None:
+            yield _single(
+                GaugeMetricFamily,
+                "dicom_sensor_alert_pcap_buffer_bytes",
+                "Bytes held in memory for --alert-pcap by associations that have not alerted "
+                "(live and standard input; bounded by --alert-pcap-max-buffer-mb).",
+                live.held_bytes,
+            )
+            if pcaps is None:
+                pcaps = live
         if pcaps is not None:
             yield _single(
                 CounterMetricFamily,
