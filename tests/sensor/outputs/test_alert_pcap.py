@@ -170,7 +170,7 @@ def test_a_late_decision_finds_the_ended_association(tmp_path: Path) -> None:
     pipeline.feed(source.packets(all_tcp_filter(source.linktype), ReadResult()), source.decoder())
     movers = [r for r in records if "C-MOVE-RQ" in r["dicom"]["dimse"]]
     assert movers and len(records) > len(movers)
-    held = len(live._held)  # noqa: SLF001  (what waits: the C-MOVE associations only)
+    held = len(live._held)
     assert held == len(movers)
     mover = movers[0]
     view = SimpleNamespace(
@@ -179,7 +179,7 @@ def test_a_late_decision_finds_the_ended_association(tmp_path: Path) -> None:
     )  # fmt: skip
     assert live.alerted_late(view, "move-unknown-destination")
     live.expire(pipeline.last_ts + 31 + 30)  # past decide_within and the teardown
-    assert not live._held  # noqa: SLF001
+    assert not live._held
     pipeline.finish()
     [entry] = _jsonl(tmp_path / "pcaps" / "index.jsonl")
     assert entry["rules"] == ["move-unknown-destination"]
