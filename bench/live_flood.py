@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import struct
@@ -47,6 +48,7 @@ IP4 = struct.Struct("!BBHHHBBH4s4s")
 TCP = struct.Struct("!HHIIBBHHH")
 FIN, SYN, PSH, ACK = 0x01, 0x02, 0x08, 0x10
 MSS = 1448
+SOAK_STRIDE = 4096  # soak addresses 4,096 apart: a thousand loops of --unique-ip stay apart
 CLIENT_BASE, SERVER_BASE = 0x0A400000, 0x0A600000  # 10.64.0.0, 10.96.0.0
 
 
@@ -75,9 +77,11 @@ def template_payloads(path: Path = TEMPLATE) -> list[tuple[bool, bytes]]:
     return out
 
 
-def association(i: int, payloads: list[tuple[bool, bytes]], t: float) -> list[tuple[float, bytes]]:
+def association(
+    i: int, payloads: list[tuple[bool, bytes]], t: float, stride: int = 1
+) -> list[tuple[float, bytes]]:
     """Pair ``i``'s association: handshake, the payloads in MSS segments, FINs."""
-    c, s = CLIENT_BASE + i, SERVER_BASE + i
+    c, s = CLIENT_BASE + i * stride, SERVER_BASE + i * stride
     cp, sp = 20000 + i % 40000, 104
     cseq, sseq = (i * 7919) & 0xFFFFFFFF, (i * 104729) & 0xFFFFFFFF
     dt = 0.00002
@@ -102,8 +106,12 @@ def association(i: int, payloads: list[tuple[bool, bytes]], t: float) -> list[tu
     return out
 
 
-def generate(pairs: int, out: Path) -> dict[str, Any]:
-    """Write the flood: ``pairs`` accepted associations, each its own client and server."""
+def generate(pairs: int, out: Path, stride: int = 1) -> dict[str, Any]:
+    """Write the flood: ``pairs`` accepted associations, each its own client and server.
+
+    ``stride`` spaces the addresses: tcpreplay --unique-ip adds the loop count to every
+    address, so consecutive ones would meet their neighbours' on the next loop.
+    """
     payloads = template_payloads()
     packets = 0
     with out.open("wb") as fh:
@@ -111,7 +119,7 @@ def generate(pairs: int, out: Path) -> dict[str, Any]:
         t = 1_767_225_600.0
         chunk: list[bytes] = []
         for i in range(pairs):
-            for ts, buf in association(i, payloads, t):
+            for ts, buf in association(i, payloads, t, stride):
                 sec = int(ts)
                 chunk.append(REC.pack(sec, int((ts - sec) * 1e6), len(buf), len(buf)) + buf)
             t += 0.001
@@ -144,7 +152,9 @@ class LiveResult:
     packets: int = 0
     dropped_kernel: int = 0
     exit_code: int = 0
+    replay_started: float = 0.0  # seconds after the sensor started
     replay_seconds: float = 0.0
+    replay_sent: int = 0
     stderr: str = ""
     metrics: str = ""
     workdir: str = ""
@@ -215,8 +225,11 @@ def run_live(
             else:
                 replay.append(f"--loop={loops}")
             t0 = time.monotonic()
-            sh(*replay, str(pcap), timeout=(seconds or 0) + 1800)
+            result.replay_started = t0 - started
+            done = sh(*replay, str(pcap), timeout=(seconds or 0) + 1800)
             result.replay_seconds = time.monotonic() - t0
+            sent = re.search(r"Actual: (\d+) packets", done.stdout + done.stderr)
+            result.replay_sent = int(sent[1]) if sent else 0
             _wait_quiet(work / "associations.jsonl")
             proc.send_signal(signal.SIGTERM)
             _, status, usage = os.wait4(proc.pid, 0)
@@ -240,6 +253,23 @@ def run_live(
     finally:
         sh("ip", "netns", "del", ns, check=False)
     return result
+
+
+def rss_at(result: LiveResult, seconds: float) -> float:
+    """The sensor's RSS (MB) sampled nearest to ``seconds`` after it started."""
+    return min(result.rss_samples, key=lambda s: abs(s[0] - seconds))[1]
+
+
+def growth_per_address_kb(result: LiveResult, addresses: int, skip: float = 0.3) -> float:
+    """RSS growth (KiB) per new address over the replay, past its first ``skip`` share.
+
+    The replay runs at a constant rate, so new addresses arrive in proportion to time; the
+    first part is left out (the kernel ring and the interpreter's first arenas fill there).
+    """
+    start = result.replay_started + skip * result.replay_seconds
+    end = result.replay_started + result.replay_seconds
+    grown = rss_at(result, end) - rss_at(result, start)
+    return grown * 1024 / max(1.0, (1 - skip) * addresses)
 
 
 def _wait_quiet(path: Path, quiet: float = 2.0, limit: float = 600.0) -> None:
@@ -280,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="dsl-live-flood-"))
     work.mkdir(parents=True, exist_ok=True)
     pcap = args.out or work / f"flood-{pairs}.pcap"
-    info = generate(pairs, pcap)
+    info = generate(pairs, pcap, SOAK_STRIDE if args.mode == "soak" else 1)
     print(f"flood: {info['pairs']:,} associations, {info['packets']:,} packets, "
           f"{info['bytes'] / 1e6:.0f} MB", file=sys.stderr)  # fmt: skip
     if args.mode == "generate":

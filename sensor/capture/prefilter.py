@@ -13,6 +13,7 @@ pieces), and the TCP ports the followed services listen on, merged into at most
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from .bpf import ETHERNET, vlan_wrapped
@@ -109,6 +110,7 @@ class Followed:
         """Follow every connection to an acceptor's (ip, port)."""
         key = (ip, port)
         if key not in self.services:
+            key = (sys.intern(ip), port)  # the address's one string (inventory, zones)
             limit = self.max_services
             if limit is not None and len(self.services) >= limit:
                 # Its ongoing connections stay in the flow table; its next association is

@@ -88,6 +88,11 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
         print(f"state bounds that bit (associations still recorded): {said}", file=out)
     if pf.tiny_heads:
         print(f"connections followed from a 1-9 byte first payload: {pf.tiny_heads}", file=out)
+    for pcaps in (getattr(pipeline, "alert_pcaps", None), getattr(pipeline, "live_pcaps", None)):
+        limited = {k: v for k, v in pcaps.stats.limited.items() if v} if pcaps else {}
+        if limited:
+            said = ", ".join(f"{k} {v}" for k, v in sorted(limited.items()))
+            print(f"alert pcap bounds that bit (packets left out): {said}", file=out)
     for note in pipeline.notes:
         print(f"note: {note}", file=out)
     for cut in pipeline.cut_offs:

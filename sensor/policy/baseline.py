@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,12 +87,12 @@ class Baseline:
             if len(self._nodes) >= MAX_NODES:
                 self.limited_nodes += 1
                 return []
-            node = self._nodes[ip] = _Node()
+            node = self._nodes[sys.intern(ip)] = _Node()
             found.append(Novelty.NODE)
         new_node = bool(found)
         if ae_title and ae_title not in node.ae_titles:
             if len(node.ae_titles) < MAX_PER_NODE:
-                node.ae_titles.add(ae_title)
+                node.ae_titles.add(sys.intern(ae_title))
                 if not new_node:
                     found.append(Novelty.AE_TITLE)
             else:

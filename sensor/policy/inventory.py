@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -82,7 +83,8 @@ class Inventory:
         if len(items) >= MAX_ITEMS:
             self.values_overflow += 1
             return
-        items.add(value)
+        # AE titles, UIDs and version names repeat across nodes: one string each.
+        items.add(sys.intern(value) if isinstance(value, str) else value)
 
     def node(self, ip: str, zone: str, ts: float) -> Node | None:
         """The node for ``ip``, created on first sight (None when the inventory is full)."""
@@ -91,6 +93,7 @@ class Inventory:
             if len(self.nodes) >= MAX_NODES:
                 self.overflow += 1
                 return None
+            ip = sys.intern(ip)  # one string per address across the sensor's tables
             node = self.nodes[ip] = Node(ip, zone, ts, ts)
         node.first_seen = min(node.first_seen, ts)
         node.last_seen = max(node.last_seen, ts)
