@@ -48,7 +48,9 @@ IP4 = struct.Struct("!BBHHHBBH4s4s")
 TCP = struct.Struct("!HHIIBBHHH")
 FIN, SYN, PSH, ACK = 0x01, 0x02, 0x08, 0x10
 MSS = 1448
-SOAK_STRIDE = 4096  # soak addresses 4,096 apart: a thousand loops of --unique-ip stay apart
+# Soak addresses 256 apart: 255 loops of --unique-ip stay apart, and 8,192 pairs of clients
+# (10.64/11) and servers (10.96/11) do not meet.
+SOAK_STRIDE = 256
 CLIENT_BASE, SERVER_BASE = 0x0A400000, 0x0A600000  # 10.64.0.0, 10.96.0.0
 
 
@@ -130,6 +132,18 @@ def generate(pairs: int, out: Path, stride: int = 1) -> dict[str, Any]:
         packets += len(chunk)
         fh.write(b"".join(chunk))
     return {"pairs": pairs, "packets": packets, "bytes": out.stat().st_size}
+
+
+# The servers in an internal zone, the clients on the internet (the default zone).
+ALERTING_CONFIG = """zones:
+  imaging:
+    cidrs: [10.96.0.0/11]
+    radiology: true
+    trust: internal
+default_zone:
+  name: internet
+  trust: external
+"""
 
 
 # -- the live run ----------------------------------------------------------------------
@@ -303,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pps", type=int, default=20000, help="tcpreplay packets per second")
     p.add_argument("--seconds", type=float, default=150.0, help="soak: how long")
     p.add_argument("--alert-pcap", action="store_true", help="capture --alert-pcap too")
+    p.add_argument("--alerting", action="store_true",
+                   help="clients on the internet: every association alerts "
+                   "(perimeter-inbound); --alert-pcap writes until a bound bites")  # fmt: skip
     p.add_argument("--out", type=Path, help="generate: where")
     p.add_argument("--work", type=Path, help="keep the sensor outputs here")
     args = p.parse_args(argv)
@@ -320,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     extra: tuple[str, ...] = ()
     if args.alert_pcap:
         extra = ("--alert-pcap", str(work / "alert-pcaps"))
+    if args.alerting:
+        config = work / "alerting.yaml"
+        config.write_text(ALERTING_CONFIG)
+        extra += ("--config", str(config))
     soak = args.mode == "soak"
     res = run_live(pcap, work / "sensor", args.pps, unique_ip=soak,
                    seconds=args.seconds if soak else None, extra=extra)  # fmt: skip
@@ -332,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     curve = res.rss_samples[:: max(1, len(res.rss_samples) // 12)]
     print("RSS over time (s: MB): " + ", ".join(f"{t:.0f}: {m:.0f}" for t, m in curve))
     print(f"caps that bit: {limited(res.metrics) or 'none'}")
+    if args.alert_pcap:
+        pcaps = list((work / "alert-pcaps").glob("*.pcap"))
+        size = sum(p.stat().st_size for p in pcaps)
+        print(f"alert pcaps: {len(pcaps):,} files, {size / 1e6:.1f} MB")
     print(f"outputs in {work}")
     return 0
 

@@ -77,7 +77,8 @@ def open_sinks(args: argparse.Namespace) -> dict[str, Any]:
 
 def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
     """Why a capture with no output at all is worth a warning (None when it has one)."""
-    names = ("associations", "events", "inventory", "inventory_csv", "metrics", "metrics_listen")
+    names = ("associations", "events", "inventory", "inventory_csv", "metrics", "metrics_listen",
+             "alert_pcap")  # fmt: skip
     if any(getattr(args, n, None) for n in names) or config.syslog is not None:
         return None
     return (

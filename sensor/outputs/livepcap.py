@@ -71,6 +71,7 @@ class _Buffer:
     writing: bool = False  # alerted: its pcap is on disk and grows
     ended_at: float | None = None  # the association ended; linger or wait until...
     packets: int = 0
+    refused: bool = False  # the files bound bit for it (counted once)
     rules: set[str] = field(default_factory=set)
 
 
@@ -284,6 +285,7 @@ class LiveAlertPcaps:
 
     def expire(self, now: float) -> None:
         """Drop held buffers whose decision time passed; finish pcaps whose teardown passed."""
+        self._alerts.clear()  # alerts waiting for a buffer wait one packet at most
         for key, buf in list(self._held.items()):
             if now > (buf.ended_at or now) + self.decide_within + LINGER:
                 del self._held[key]
@@ -324,7 +326,9 @@ class LiveAlertPcaps:
         if buf.writing:
             return
         if self.stats.files >= self.limits.max_files:
-            self.stats.limited[Bound.FILES] += 1
+            if not buf.refused:
+                buf.refused = True
+                self.stats.limited[Bound.FILES] += 1
             return
         target = buf.pcap.target
         target.protocol = getattr(view, "protocol", target.protocol)
