@@ -23,6 +23,8 @@ class SensorCounters:
     pdata_bytes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)  # reason
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule id, severity)
+    # C-MOVE destinations decided after the C-MOVE-RQ, by reason (policy/moves.py MoveReason)
+    move_decisions: Counter[str] = field(default_factory=Counter)
     active_associations: int = 0
     last_packet_ts: float = 0.0
     # Plug-in dissectors (HL7, ...): (protocol, message|anomaly) and (protocol, zones)

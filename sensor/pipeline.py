@@ -30,6 +30,7 @@ from .capture.prefilter import LIVE_MAX_SERVICES, Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
+from .flow.stream import OverlapMismatch, StreamAnomaly
 from .flow.table import EngineConfig, FlowInfo
 from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
@@ -82,13 +83,14 @@ class Pipeline:
         self.config = config if config is not None else ReadConfig()
         self.policy_config = policy_config if policy_config is not None else default_config()
         self.policy = PolicyEngine(self.policy_config)
+        self.counters = SensorCounters()
+        self.policy.move_decisions = self.counters.move_decisions
         self.pivots = Pivots.from_config(self.policy_config)
         self.folder = AlertFolder(self.policy_config.fold_window)
         self.alert_sinks: list[Callable[[dict[str, Any]], None]] = []
         # Says one line about an output that failed (once per outage); capture logs JSON.
         self.report: Callable[[str], None] = _say
         self.keep_baseline = True  # `read` keeps it only with --update-baseline
-        self.counters = SensorCounters()
         for sink in (associations, events):
             if isinstance(sink, JsonLines):
                 sink.watch(self.counters.output_failures, lambda message: self.report(message))
@@ -131,6 +133,9 @@ class Pipeline:
         # --alert-pcap live and from standard input: packets kept as they pass (livepcap.py)
         self.live_pcaps: LiveAlertPcaps | None = None
         self._live_feed: LiveAlertPcaps | None = None  # what feed() hands packets to now
+        # Ended associations with a decision still to come (a C-MOVE): their alert pcap
+        # target waits for it. id(session) -> (session, info, requestor, acceptor, rules)
+        self._held: dict[int, tuple[Session, FlowInfo, Any, Any, set[str]]] = {}
         self.talkers: dict[tuple[str, str, int], Talker] = {}
         self.cut_offs: list[str] = []
         self.files = 0
@@ -411,6 +416,7 @@ class Pipeline:
             if ts >= self._next_expire:
                 self._next_expire = ts + 1.0
                 self._alerts(self.folder.expire(ts))
+                self._late(self.policy.tick(ts))
                 if live is not None:
                     live.expire(ts)
         self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
@@ -420,6 +426,7 @@ class Pipeline:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
         self.engine.advance(now)
         self._alerts(self.folder.expire(now))
+        self._late(self.policy.tick(now))
         if self.live_pcaps is not None:
             self.live_pcaps.expire(now)
 
@@ -433,6 +440,8 @@ class Pipeline:
     def finish(self) -> None:
         """End of input: close every open association as capture-ended, flush folded alerts."""
         self.engine.finish(self.last_ts)
+        # Decisions still pending (a C-MOVE's destination) are made with what is known.
+        self._late(self.policy.flush(self.last_ts))
         self._alerts(self.folder.flush())
         if self.live_pcaps is not None:
             self.live_pcaps.finish()
@@ -460,18 +469,44 @@ class Pipeline:
     def _finding(self, finding: Finding, session: Session | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
-        if self.alert_pcaps is not None and session is not None:
-            self._alerting.setdefault(id(session), set()).add(finding.rule.id)
+        if self.alert_pcaps is not None:
+            # The association whose event decided it, and the one it is about (a C-MOVE
+            # decided at its sub-association or later), each go to --alert-pcap.
+            for subject in (session, finding.session):
+                if subject is None:
+                    continue
+                held = self._held.get(id(subject))
+                if held is not None:
+                    held[4].add(finding.rule.id)
+                else:
+                    self._alerting.setdefault(id(subject), set()).add(finding.rule.id)
         live = self.live_pcaps
         if live is not None:
-            # The association whose event decided it, or the one it is about (a decision
-            # made after that association ended).
-            subject = session if session is not None else getattr(finding, "session", None)
+            # The association the finding is about (its view), and the one whose event
+            # decided it when that is another (a C-MOVE's sub-association).
+            rules, subject = {finding.rule.id}, finding.session
             if subject is not None:
-                live.alerted(subject, {finding.rule.id}, finding.view)
-            else:
+                live.alerted(subject, rules, finding.view)
+            if session is not None and session is not subject:
+                live.alerted(session, rules, finding.view if subject is None else None)
+            if subject is None and session is None:
                 live.alerted_late(finding.view, finding.rule.id)
         self._alerts(self.folder.offer(finding))
+
+    def _late(self, findings: list[Finding]) -> None:
+        """Findings decided after their trigger (PolicyEngine.tick / flush)."""
+        for finding in findings:
+            self._finding(finding)
+        if self._held:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Ended associations whose pending decisions are all made: to --alert-pcap."""
+        for key, (session, info, requestor, acceptor, rules) in list(self._held.items()):
+            if not self.policy.pending(session):
+                del self._held[key]
+                if rules:
+                    self._alert_target(info, rules, requestor, acceptor)
 
     # -- sinks ----------------------------------------------------------------------
 
@@ -483,6 +518,8 @@ class Pipeline:
             return
         for finding in self.policy.on_event(info, session, event):
             self._finding(finding, session)
+        if self._held:
+            self._release_held()
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
@@ -505,6 +542,11 @@ class Pipeline:
             counters.anomalies[reason] += 1
             if self.events is not None and isinstance(session, DicomSession):
                 self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
+        elif cls is OverlapMismatch:
+            counters.anomalies[StreamAnomaly.OVERLAP_MISMATCH.value] += event.count
+            # One anomaly event per association (its first); the record carries the count.
+            if event.first and self.events is not None:
+                self.events.write(self.pivots.enrich(anomaly_event(info, session, event)))
 
     def _record(self, record: dict[str, Any]) -> None:
         self.pivots.enrich(record)
@@ -513,7 +555,8 @@ class Pipeline:
 
     def _on_other_event(self, info: FlowInfo, session: Session, event: Any) -> None:
         """An event of a plug-in dissector: counted; the first one runs the generic policy."""
-        kind = "anomaly" if hasattr(event, "reason") else "message"
+        anomaly = hasattr(event, "reason") or event.__class__ is OverlapMismatch
+        kind = "anomaly" if anomaly else "message"
         self.counters.plugin_events[(info.protocol, kind)] += 1
         key = id(session)
         if key not in self._other_open and isinstance(session, Summarized):
@@ -546,9 +589,13 @@ class Pipeline:
         for finding in self.policy.on_close(info, session):
             self._finding(finding, session)
         rules = self._alerting.pop(id(session), None)
-        if rules and self.alert_pcaps is not None:
+        if self.alert_pcaps is not None:
             requestor, acceptor, _ = endpoints(info, session.state)
-            self._alert_target(info, rules, requestor, acceptor)
+            if self.policy.pending(session):
+                # A C-MOVE of it is still undecided: its pcap waits for the decision.
+                self._held[id(session)] = (session, info, requestor, acceptor, rules or set())
+            elif rules:
+                self._alert_target(info, rules, requestor, acceptor)
         if self.live_pcaps is not None:
             self.live_pcaps.ended(session, info.last_ts)
         record = build_record(info, session)

@@ -123,6 +123,23 @@ def synthesize(end: int) -> str:
             add("dicom_sensor_reassembly_gap_bytes_total", s, (40e3 if burst else 30) * STEP, t)
             add("dicom_anomalies_total", s | {"reason": "gap"}, (40 if burst else 0.05) * STEP, t)
             add("dicom_anomalies_total", s | {"reason": "truncated"}, 0.01 * STEP, t)
+            # a crafted sender on the DMZ: reserved PDV bits, then differing TCP overlaps
+            crafted = sensor == "pacs-dmz" and 100 <= minute < 103
+            add("dicom_anomalies_total", s | {"reason": "reserved-bits"}, 3.0 if crafted else 0, t)
+            for reason, rate in (("retransmission", 0.4), ("overlap", 0.05),
+                                 ("overlap-mismatch", 0.0), ("gap", 0.05)):  # fmt: skip
+                n = 6.0 if crafted and reason == "overlap-mismatch" else rate * STEP
+                add("dicom_sensor_stream_anomalies_total", s | {"reason": reason}, n, t)
+                if reason == "overlap-mismatch":
+                    add("dicom_anomalies_total", s | {"reason": reason}, n, t)
+            add("dicom_alerts_total", s | {"rule": "stream-evasion", "severity": "medium"},
+                1.0 if crafted and minute == 100 else 0, t)  # fmt: skip
+            moves = assoc * 0.05 if sensor == "imaging-core" else 0.0
+            add("dicom_move_decisions_total", s | {"reason": "answered-internal"}, moves, t)
+            refused = 1.0 if sensor == "imaging-core" and minute == 120 else 0.0
+            add("dicom_move_decisions_total", s | {"reason": "refused"}, refused, t)
+            add("dicom_alerts_total", s | {"rule": "move-unknown-destination",
+                "severity": "medium"}, refused, t)  # fmt: skip
             for reason in ("connection-closed", "timeout"):
                 add("dicom_sensor_flows_closed_total", s | {"reason": reason},
                     assoc * (0.95 if reason == "connection-closed" else 0.05), t)  # fmt: skip
@@ -201,6 +218,19 @@ def threshold_color(panel: dict[str, Any], value: float) -> str:
         if step["value"] is None or value >= step["value"]:
             color = step["color"]
     return {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c"}.get(color, color)
+
+
+def value_mappings(panel: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Field name -> {value: text} from the panel's per-field value mappings (overrides)."""
+    out: dict[str, dict[str, str]] = {}
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        for prop in override.get("properties", []):
+            if prop["id"] == "mappings":
+                field = override["matcher"]["options"]
+                for mapping in prop["value"]:
+                    for value, shown in mapping.get("options", {}).items():
+                        out.setdefault(field, {})[value] = shown["text"]
+    return out
 
 
 def draw(dashboard: dict[str, Any], api: str, start: int, end: int, out: Path) -> None:
@@ -286,9 +316,14 @@ def draw(dashboard: dict[str, Any], api: str, start: int, end: int, out: Path) -
             ax.set_axis_off()
             options = p.get("transformations", [{}])[0].get("options", {})
             excluded = set(options.get("excludeByName", {}))
+            shown = value_mappings(p)
             lines = []
             for _, r in results[:8]:
-                cells = [f"{k}={v}" for k, v in sorted(r["metric"].items()) if k not in excluded]
+                cells = [
+                    shown.get(k, {}).get(v, f"{k}={v}")
+                    for k, v in sorted(r["metric"].items())
+                    if k not in excluded
+                ]
                 if "Value" not in excluded:
                     cells.append(f"{float(r['value'][1]):.0f}")
                 lines.append("   ".join(cells))

@@ -534,8 +534,10 @@ Seven associations, all accepted and released, all DCMTK, in three phases 2 s ap
 - ward <-> pacs (associations 5-7) would be \`radiology-boundary\` findings, but config.yaml
   allow-lists both directions: \`{source_zone: ward, destination_zone: pacs}\` and
   \`{source_zone: pacs, destination_zone: ward}\`;
-- the C-MOVE destinations RADWS and WARDVIEW are the requestors' own calling AE titles
-  (and dcmqrscp knows them);
+- the C-MOVE destinations RADWS and WARDVIEW are the requestors' own calling AE titles,
+  and the sensor decides each move at its sub-association's A-ASSOCIATE-AC (associations 4
+  and 7, from the PACS, calling PACS): answered from the internal zones radiology and
+  ward, so known (\`dicom_move_decisions_total{reason="answered-internal"}\` 2);
 - new-node / new-ae-title / new-port stay quiet: everything happens within the default
   learning period (24 h from the first association the sensor sees).
 
@@ -791,7 +793,8 @@ Three associations against the PACS, all accepted and released:
 2. WARDVIEW ($WARD) -> PACS ($PACS:104): study root C-MOVE of study SYNTHETIC^DELTA to the
    move destination **EXFIL**, an AE title no node uses; dcmqrscp does not know it either
    and answers C-MOVE-RSP 0xA801 (refused: move destination unknown), but the request is
-   on the wire;
+   on the wire (the sensor decides the move at that final response, 44 ms after the
+   request: no sub-association was answered);
 3. GUESTFIND from the guest Wi-Fi ($GUEST, zone \`guest\`, trust external) -> PACS:104:
    study root C-FIND for PatientName SYNTHETIC*, one match, success.
 
@@ -800,7 +803,7 @@ Three associations against the PACS, all accepted and released:
 | rule | source -> destination | action | count | why |
 |---|---|---|---|---|
 | cleartext-credentials | $WARD6 -> $PACS6 | detected | 1 | association 1: a passcode in a user identity, no TLS |
-| move-unknown-destination | $WARD -> $PACS | detected | 1 | association 2: EXFIL is neither the requestor's AE title nor any AE title in the inventory or baseline |
+| move-unknown-destination | $WARD -> $PACS | detected | 1 | association 2: EXFIL is neither the requestor's AE title nor any AE title in the inventory or baseline, and no sub-association answered; decided at the final C-MOVE-RSP 0xA801: \`dicom.move.reason\` = \`refused\`, severity medium (nothing was moved) |
 | perimeter-inbound | $GUEST -> $PACS | detected | 1 | association 3: the guest zone has trust external, and the PACS accepted it |
 | query-retrieve-untrusted | $GUEST -> $PACS | detected | 1 | association 3: C-FIND from a requestor outside the internal zones |
 

@@ -22,7 +22,7 @@ from dissectors.base import (
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
 from ..capture.fastread import endpoint as fast_endpoint
 from ..capture.fastread import flow_key as fast_flow_key
-from .stream import Chunk, Gap, StreamReassembler
+from .stream import Chunk, Gap, OverlapMismatch, StreamReassembler
 from .table import (
     CLOSED,
     FIN_RST_SYN,
@@ -343,7 +343,11 @@ class FlowEngine:
             except Exception:
                 self._dissector_error(flow, ts)
                 return
-        chunks = side.reasm.add(seg.seq, seg.payload, ts, flags, seg.truncated_by)
+        reasm = side.reasm
+        mismatches = reasm.mismatches
+        chunks = reasm.add(seg.seq, seg.payload, ts, flags, seg.truncated_by)
+        if reasm.mismatches != mismatches and flow.state == MATCHED:
+            self._mismatch(flow, idx, reasm.mismatches - mismatches, ts)
         if chunks:
             self._route(flow, idx, chunks, ts)
         if flow.state == PROBING:
@@ -352,6 +356,15 @@ class FlowEngine:
             self._end(flow, CloseReason.CONNECTION_CLOSED, ts, linger=True)
         elif self.fast is not None and flow.skipper is not None and flow.state == MATCHED:
             self._offer_skip(flow, idx)
+
+    def _mismatch(self, flow: Flow, idx: int, count: int, ts: float) -> None:
+        """Overlapping copies differed in a followed association: tell its event sink."""
+        session = flow.session
+        if session is None:
+            return
+        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+        total = flow.sides[0].reasm.mismatches + flow.sides[1].reasm.mismatches
+        self._emit(flow, session, [OverlapMismatch(ts, direction, count, total)])
 
     # The compiled reader
 
@@ -605,6 +618,11 @@ class FlowEngine:
             if flow.state != MATCHED:
                 return
             self._feed(flow, 1 - idx, [data], when)
+        early = [i for i in (idx, 1 - idx) if flow.sides[i].reasm.mismatches]
+        if early and flow.state == MATCHED:
+            # Copies differed while the flow was still being probed (in its head).
+            total = origin.reasm.mismatches + peer.reasm.mismatches
+            self._mismatch(flow, early[0], total, ts)
 
     # Feeding
 
@@ -680,4 +698,5 @@ class FlowEngine:
             client.ip if client is not None else None,
             client.port if client is not None else None,
             flow.protocol,
+            origin.reasm.mismatches + peer.reasm.mismatches,
         )

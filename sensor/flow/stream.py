@@ -6,6 +6,8 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dissectors.base import Direction
+
 from ..capture.decode import TH_FIN, TH_SYN
 
 _SEQ_MASK = 0xFFFFFFFF
@@ -33,6 +35,26 @@ class StreamAnomaly(StrEnum):
     OVERLAP = "overlap"
     OVERLAP_MISMATCH = "overlap-mismatch"
     GAP = "gap"
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapMismatch:
+    """Copies of the same stream bytes differed; the first copy was kept and decoded.
+
+    The engine hands it to the session's event sink like a dissector's event, once per
+    segment that showed a difference: ``count`` differing overlaps in that segment,
+    ``total`` in the association so far (both directions).
+    """
+
+    ts: float
+    direction: Direction
+    count: int
+    total: int
+
+    @property
+    def first(self) -> bool:
+        """Whether this is the association's first difference."""
+        return self.count == self.total
 
 
 @dataclass(slots=True)
@@ -83,6 +105,7 @@ class StreamReassembler:
         "_starts",
         "fin_reached",
         "last_ts",
+        "mismatches",
         "started",
         "stats",
         "syn_seen",
@@ -110,6 +133,7 @@ class StreamReassembler:
         self.syn_seen = False
         self.fin_reached = False
         self.last_ts = 0.0
+        self.mismatches = 0  # this direction's overlaps whose copies differed
 
     @property
     def offset(self) -> int:
@@ -292,6 +316,7 @@ class StreamReassembler:
             common = min(len(mine), len(theirs))
             if mine[:common] != theirs[:common]:
                 self.stats.overlap_mismatches += 1
+                self.mismatches += 1
             overlapped = True
             pos = oend
         if pos < end:

@@ -71,6 +71,7 @@ class FlowInfo:
     client_ip: str | None = None
     client_port: int | None = None
     protocol: str = ""  # the name of the dissector that matched
+    overlap_mismatches: int = 0  # overlaps whose copies differed (stream.OverlapMismatch)
 
 
 @dataclass(slots=True)

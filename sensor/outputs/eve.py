@@ -122,7 +122,8 @@ def eve_anomaly(event: dict[str, Any]) -> dict[str, Any]:
     """An ECS anomaly (``event.dataset`` = ``dicom.anomaly``) as an EVE ``anomaly`` record.
 
     Parser errors are app-layer anomalies found by the protocol parser; a gap is lost
-    TCP data, which Suricata reports as the stream event ``stream.reassembly_seq_gap``.
+    TCP data, which Suricata reports as the stream event ``stream.reassembly_seq_gap``; an
+    overlap whose copies differed is ``stream.reassembly_overlap_different_data``.
     """
     dicom = event["dicom"]
     ours = dicom["anomaly"]
@@ -130,6 +131,9 @@ def eve_anomaly(event: dict[str, Any]) -> dict[str, Any]:
     out = _common(event, "anomaly")
     if reason == "gap":
         out["anomaly"] = {"type": "stream", "event": "stream.reassembly_seq_gap"}
+    elif reason == "overlap-mismatch":
+        # Suricata's name for the same finding (STREAM_REASSEMBLY_OVERLAP_DIFFERENT_DATA).
+        out["anomaly"] = {"type": "stream", "event": "stream.reassembly_overlap_different_data"}
     else:
         out["anomaly"] = {
             "type": "applayer",

@@ -8,6 +8,7 @@ from dissectors.dicom.association import DicomSession
 from dissectors.dicom.events import Anomaly, GapDetected
 
 from ..flow.endpoints import endpoints
+from ..flow.stream import OverlapMismatch, StreamAnomaly
 from ..flow.table import FlowInfo
 from ..timefmt import iso
 
@@ -37,7 +38,7 @@ def association_identity(info: FlowInfo, session: DicomSession) -> dict[str, Any
 
 
 def anomaly_event(
-    info: FlowInfo, session: DicomSession, event: Anomaly | GapDetected
+    info: FlowInfo, session: DicomSession, event: Anomaly | GapDetected | OverlapMismatch
 ) -> dict[str, Any]:
     """An anomaly or gap as an ECS event (``event.kind`` = ``event``, never payload content)."""
     out = association_identity(info, session)
@@ -51,6 +52,12 @@ def anomaly_event(
             else "an unknown number of bytes lost"
         )
         detail += "; framing kept" if event.resynchronised else "; resynchronising at the next PDU"
+    elif isinstance(event, OverlapMismatch):
+        reason = StreamAnomaly.OVERLAP_MISMATCH.value
+        detail = (
+            f"overlapping TCP segments carried different bytes ({event.count} here); "
+            "the first copy was decoded"
+        )
     else:
         reason = event.reason.value
         detail = event.detail

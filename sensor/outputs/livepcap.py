@@ -221,13 +221,16 @@ class LiveAlertPcaps:
         if key is not None and key in self._buffers:
             self._buffers[key].moved = True
 
-    def alerted(self, session: object, rules: set[str], view: Any) -> None:
-        """An open association raised an alert: write its pcap and keep appending."""
+    def alerted(self, session: object, rules: set[str], view: Any | None) -> None:
+        """An association raised an alert: write its pcap and keep appending.
+
+        ``view`` names its endpoints (None: the buffer's own, its first sender requesting).
+        """
         key = self._by_session.get(id(session))
         buf = self._buffers.get(key) if key is not None else None
         if buf is not None:
             self._write(buf, rules, view)
-        elif any(self.alerted_late(view, rule) for rule in rules):
+        elif view is not None and any(self.alerted_late(view, rule) for rule in rules):
             return
         else:
             # It matched in the packet being processed: its buffer starts right after.
@@ -320,8 +323,8 @@ class LiveAlertPcaps:
             buf.cost = 0
         buf.pcap.held.clear()
 
-    def _write(self, buf: _Buffer, rules: set[str], view: Any) -> None:
-        """Name the association from the finding, write its pcap so far."""
+    def _write(self, buf: _Buffer, rules: set[str], view: Any | None) -> None:
+        """Name the association from the finding (else its first sender), write its pcap."""
         buf.rules |= rules
         if buf.writing:
             return
@@ -331,9 +334,9 @@ class LiveAlertPcaps:
                 self.stats.limited[Bound.FILES] += 1
             return
         target = buf.pcap.target
-        target.protocol = getattr(view, "protocol", target.protocol)
-        target.requestor = (view.requestor_ip, view.requestor_port)
-        target.acceptor = (view.acceptor_ip, view.acceptor_port)
+        if view is not None:
+            target.requestor = (view.requestor_ip, view.requestor_port)
+            target.acceptor = (view.acceptor_ip, view.acceptor_port)
         if self._community_id is not None:
             target.community_id = self._community_id(*target.requestor, *target.acceptor)
         buf.writing = True

@@ -25,13 +25,18 @@ from ..counters import OUTPUTS
 from ..flow.stream import StreamAnomaly
 from ..flow.table import EngineAnomaly
 from ..policy.catalogue import RULES
+from ..policy.moves import MoveReason
 from .alertpcap import Bound
 
 RESULTS = ("accepted", "rejected", "no-response")
 ENDS = ("released", "aborted", *(r.value for r in CloseReason))
 STATUS_CLASSES = (*(c.label for c in StatusClass), "none")
 DIRECTIONS = ("requestor", "acceptor")
-ANOMALY_REASONS = (*(r.value for r in Reason), *(a.value for a in EngineAnomaly))
+ANOMALY_REASONS = (
+    *(r.value for r in Reason),
+    *(a.value for a in EngineAnomaly),
+    StreamAnomaly.OVERLAP_MISMATCH.value,  # in a followed association (flow/stream.py)
+)
 
 STATE_TABLES = (
     "inventory-nodes",
@@ -153,6 +158,14 @@ class SensorCollector(Collector):
             ("rule", "severity"),
             [(r.id, p.policy_config.rules[r.id].severity.value) for r in RULES],
             c.alerts,
+        )
+        yield _counter(
+            "dicom_move_decisions",
+            "C-MOVE destinations decided after the C-MOVE-RQ (move-unknown-destination), "
+            "by reason; answered-internal and known raise no alert.",
+            ("reason",),
+            [(r.value,) for r in MoveReason],
+            c.move_decisions,
         )
         yield _counter(
             "dicom_anomalies",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from dissectors.base import Summarized
@@ -74,6 +75,25 @@ def _user_identity(state: AssociationState) -> dict[str, Any] | None:
     ac_ui = state.accept.user_information if state.accept is not None else None
     if ident.positive_response_requested:
         out["server_response"] = ac_ui is not None and ac_ui.user_identity_response is not None
+    return out
+
+
+def _extended_negotiations(
+    rq_ui: UserInformation | None, ac_ui: UserInformation | None
+) -> list[dict[str, Any]]:
+    """SOP class extended negotiation (0x56) of both sides, application information decoded."""
+    out = []
+    for side, ui in (("requestor", rq_ui), ("acceptor", ac_ui)):
+        for ext in ui.extended_negotiations if ui else ():
+            info = ext.application_information
+            item: dict[str, Any] = {
+                "side": side,
+                "sop_class_uid": ext.sop_class_uid,
+                "service": info.service,
+                "length": info.length,
+            }
+            item.update(info.fields)
+            out.append(item)
     return out
 
 
@@ -167,6 +187,9 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
     ]
     if roles:
         dicom["role_selections"] = roles
+    extended = _extended_negotiations(rq_ui, ac_ui)
+    if extended:
+        dicom["extended_negotiations"] = extended
     dicom["dimse"] = dict(sorted(state.dimse.items()))
     dicom["dimse_status"] = dict(sorted(state.dimse_status.items()))
     if state.move_destinations:
@@ -184,9 +207,13 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
         "data_sets": req_c.data_sets + acc_c.data_sets,
         "data_set_bytes": req_c.data_set_bytes + acc_c.data_set_bytes,
     }
-    if state.anomalies:
-        dicom["anomalies"] = sorted(state.anomalies)
-        dicom["anomaly_counts"] = dict(sorted(state.anomalies.items()))
+    anomalies = state.anomalies
+    if info.overlap_mismatches:
+        # The stream layer's finding (flow/stream.py): copies of the same bytes differed.
+        anomalies = anomalies + Counter({"overlap-mismatch": info.overlap_mismatches})
+    if anomalies:
+        dicom["anomalies"] = sorted(anomalies)
+        dicom["anomaly_counts"] = dict(sorted(anomalies.items()))
     if state.gaps:
         dicom["gaps"] = state.gaps
         dicom["missing_bytes"] = req_c.missing_bytes + acc_c.missing_bytes

@@ -66,6 +66,12 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
     print(f"config: {pipeline.policy_config.source}", file=out)
     for note in pipeline.policy_config.notes:
         print(f"note: {note}", file=out)
+    limited = c.move_decisions.get("limit", 0)
+    if limited:
+        print(
+            f"C-MOVEs decided early (more than 8,192 awaiting their destination): {limited}",
+            file=out,
+        )
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)

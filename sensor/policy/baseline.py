@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TextIO
@@ -106,9 +107,13 @@ class Baseline:
                 self.limited_values += 1
         return found
 
-    def knows_ae_title(self, ae_title: str) -> bool:
-        """Whether any node in the baseline used this AE title."""
-        return any(ae_title in node.ae_titles for node in self._nodes.values())
+    def knows_ae_title(self, ae_title: str, counts: Callable[[str], bool] | None = None) -> bool:
+        """Whether any node in the baseline used this AE title (of those whose address
+        ``counts``, when given)."""
+        return any(
+            ae_title in node.ae_titles and (counts is None or counts(ip))
+            for ip, node in self._nodes.items()
+        )
 
     def save(self) -> str | None:
         """Write the state file atomically (no-op without one); never raises.

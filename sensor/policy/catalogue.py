@@ -68,7 +68,11 @@ RULES: tuple[RuleSpec, ...] = (
              "A passcode or identity token crossed the network without TLS."),
     RuleSpec("move-unknown-destination", 9400010, "C-MOVE to an unknown destination AE",
              "exfiltration", Severity.HIGH,
-             "A C-MOVE asked for images to be sent to an AE title no known node uses."),
+             "A C-MOVE asked for images to be sent to an AE title no node inside answers to: "
+             "decided when its sub-association is answered from an external zone (this "
+             "severity), rejected, or the move refused or failed (at most medium), or when no "
+             "destination answered within decide_within seconds (this severity).",
+             {"decide_within": 30}),
     RuleSpec("query-retrieve-untrusted", 9400011, "Query/retrieve from an untrusted zone",
              "exfiltration", Severity.HIGH,
              "C-FIND, C-MOVE or C-GET requested by a node outside the internal zones of a "
@@ -99,6 +103,12 @@ RULES: tuple[RuleSpec, ...] = (
              "A TLS ClientHello to a port that carries plain DICOM (104, 11112, 4242, or a "
              "service seen here): DICOM over TLS, or something else hiding on a DICOM port.",
              protocol="tls"),
+    RuleSpec("stream-evasion", 9400020,
+             "Overlapping TCP retransmissions carried different bytes inside a DICOM association",
+             "evasion", Severity.MEDIUM,
+             "Two copies of the same TCP stream bytes differed: the endpoint may have kept "
+             "the other copy than the sensor decoded (a stream-evasion attempt, or a broken "
+             "TCP stack). Once per association."),
     RuleSpec("dicom-on-tls-port", 9400016, "Plain DICOM on the DICOM TLS port", "encryption",
              Severity.MEDIUM, "Unencrypted DICOM on port 2762, reserved for DICOM over TLS."),
 )  # fmt: skip
@@ -128,6 +138,7 @@ INVENTORY = "inventory-every-dicom-node-and-retire-shadow-servers"
 ENCRYPT = "encrypt-dicom-and-keep-credentials-off-the-wire"
 SCANNING = "find-and-contain-scanning"
 HL7 = "keep-hl7-inside-the-clinical-zones"
+EVASION = "normalise-tcp-in-front-of-imaging"
 
 REMEDIATIONS: dict[str, Remediation] = {
     "perimeter-inbound": Remediation(
@@ -184,6 +195,9 @@ REMEDIATIONS: dict[str, Remediation] = {
     "tls-on-dicom-port": Remediation(
         "Confirm the service on this port is DICOM over TLS, and inventory it; anything else "
         "on a DICOM port should be closed.", INVENTORY),
+    "stream-evasion": Remediation(
+        "Find the host that sent the differing copies, check it for compromise or a broken "
+        "network stack, and normalise TCP at the firewall in front of imaging.", EVASION),
     "dicom-on-tls-port": Remediation(
         "Configure both nodes for DICOM over TLS on port 2762, or move plain DICOM off the "
         "port reserved for TLS.", ENCRYPT),

@@ -208,6 +208,11 @@ def _allow(r: _Reader, node: Node, where: str, zone_names: set[str]) -> AllowEnt
     return AllowEntry(**values)
 
 
+# Rule parameters with an upper bound: a C-MOVE's sub-association comes while the move runs,
+# and an undecided move is held in memory until then.
+PARAM_MAXIMUM = {"decide_within": 3600.0}
+
+
 def _rule(r: _Reader, rule_id: str, node: Node, zone_names: set[str]) -> RuleConfig:
     where = f"rules.{rule_id}"
     spec = RULES_BY_ID[rule_id]
@@ -227,6 +232,10 @@ def _rule(r: _Reader, rule_id: str, node: Node, zone_names: set[str]) -> RuleCon
     for name in spec.params:
         if name in fields:
             params[name] = r.number(fields[name][1], f"{where}.{name}", minimum=1)
+            if name in PARAM_MAXIMUM and params[name] > PARAM_MAXIMUM[name]:
+                raise r.fail(
+                    fields[name][1], f"{where}.{name}", f"must be at most {PARAM_MAXIMUM[name]:g}"
+                )
     return RuleConfig(rule_id, enabled, severity, tuple(allow), params)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 from dissectors.base import Summarized
 from dissectors.dicom.association import DicomSession
-from dissectors.dicom.constants import VERIFICATION_SOP_CLASS, CommandField
+from dissectors.dicom.constants import VERIFICATION_SOP_CLASS, CommandField, StatusClass
 from dissectors.dicom.events import (
     AssociationAccepted,
     AssociationRejected,
@@ -20,12 +21,15 @@ from dissectors.dicom.vendors import vendor_for
 from ..capture.bpf import PLAIN_DICOM_PORTS
 from ..capture.decode import Segment
 from ..flow.endpoints import endpoints, generic_endpoints
+from ..flow.stream import OverlapMismatch
 from ..flow.table import FlowInfo
+from ..timefmt import iso
 from .baseline import Baseline, Novelty
 from .catalogue import Severity
 from .config import Config, RuleConfig
 from .findings import Finding, allowed
 from .inventory import Inventory
+from .moves import MoveReason, PendingMove, PendingMoves
 from .view import AssociationView, view_of
 from .windows import WindowCount, WindowDistinct, WindowSum
 from .zones import Trust
@@ -37,6 +41,12 @@ NMAP_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.2"
 _QUERY_RETRIEVE = {CommandField.C_FIND_RQ, CommandField.C_MOVE_RQ, CommandField.C_GET_RQ}
 _REASON_CALLED_AE = 7
 _SOURCE_SERVICE_USER = 1
+MOVE_DESTINATION_UNKNOWN = 0xA801  # C-MOVE-RSP: Refused, Move Destination unknown (PS3.4 C.4.2)
+# What a C-MOVE decided without an answer from its destination becomes: the images may have
+# gone by a path the sensor does not see, so the rule's own severity; a destination that
+# refused, or a move the SCP refused or failed, moved nothing: at most medium.
+_NOTHING_MOVED = frozenset({MoveReason.REFUSED, MoveReason.FAILED, MoveReason.REJECTED})
+_UNANSWERED = frozenset({MoveReason.NO_ANSWER, MoveReason.CAPTURE_ENDED, MoveReason.LIMIT})
 
 
 def _impl(ui: UserInformation | None) -> tuple[str | None, str | None, str | None]:
@@ -63,6 +73,9 @@ class PolicyEngine:
         self._bulk_window = WindowSum[str](bulk["window"])
         self._bulk_sent: dict[int, int] = {}  # id(session) -> outbound bytes already counted
         self._bulk_fired: set[int] = set()
+        # C-MOVEs to a destination not known at once, decided later (move-unknown-destination)
+        self.moves = PendingMoves()
+        self.move_decisions: Counter[str] = Counter()  # MoveReason value -> decisions
 
     def reconfigure(self, config: Config) -> None:
         """Take a new config (SIGHUP) keeping what was learned and the detectors' windows."""
@@ -96,6 +109,7 @@ class PolicyEngine:
         move_destination: str | None = None,
         protocol: str = "dicom",
         severity: Severity | None = None,
+        subject: object | None = None,
         **fields: Any,
     ) -> None:
         rule = self._rule(rule_id)
@@ -103,7 +117,7 @@ class PolicyEngine:
             return
         if severity is not None and severity is not rule.severity:
             rule = dataclasses.replace(rule, severity=severity)
-        out.append(Finding(rule, view, ts, message, fields, protocol))
+        out.append(Finding(rule, view, ts, message, fields, protocol, subject))
 
     # -- events ---------------------------------------------------------------------
 
@@ -115,16 +129,19 @@ class PolicyEngine:
             AssociationAccepted,
             AssociationRejected,
             DimseMessage,
+            OverlapMismatch,
         ):
             return []
         view = view_of(info, session, self.config.zones)
         out: list[Finding] = []
-        if cls is AssociationRequested:
+        if cls is OverlapMismatch:
+            self._overlap_mismatch(view, info, session, event, out)
+        elif cls is AssociationRequested:
             self._requested(view, session, event, out)
         elif cls is AssociationAccepted:
             self._accepted(view, session, event, out)
         elif cls is AssociationRejected:
-            self._rejected(view, event, out)
+            self._rejected(view, session, event, out)
         else:
             self._dimse(view, info, session, event, out)
         return out
@@ -244,6 +261,8 @@ class PolicyEngine:
             )
         self._sweep(v, ts, out)
         self._novelty(v.requestor_ip, v.calling_ae, None, v, ts, out)
+        if len(self.moves):
+            self.moves.match(session, v, ts)
 
     def _accepted(
         self, v: AssociationView, session: DicomSession, event: Any, out: list[Finding]
@@ -270,10 +289,32 @@ class PolicyEngine:
                 outcome="accepted",
             )
         self._novelty(v.acceptor_ip, v.called_ae, v.acceptor_port, v, ts, out)
+        if len(self.moves):
+            entry = self._sub_association(session, v, ts)
+            if entry is not None:
+                external = v.acceptor_zone.trust is Trust.EXTERNAL
+                reason = MoveReason.ANSWERED_EXTERNAL if external else MoveReason.ANSWERED_INTERNAL
+                self._decide(entry, reason, ts, out)
 
-    def _rejected(self, v: AssociationView, event: Any, out: list[Finding]) -> None:
+    def _sub_association(
+        self, session: DicomSession, v: AssociationView, ts: float
+    ) -> PendingMove | None:
+        """The pending C-MOVE this association is the sub-association of (matched at its RQ,
+        or now when the sensor saw no RQ)."""
+        entry = self.moves.of_sub(session)
+        if entry is None and session.state.request is None:
+            entry = self.moves.match(session, v, ts)
+        return entry
+
+    def _rejected(
+        self, v: AssociationView, session: DicomSession, event: Any, out: list[Finding]
+    ) -> None:
         ts = event.ts
         rj = event.pdu
+        if len(self.moves):
+            entry = self._sub_association(session, v, ts)
+            if entry is not None:
+                self._decide(entry, MoveReason.REJECTED, ts, out, rejected=rj.reason_name)
         if v.inbound:
             self._finding(
                 out,
@@ -332,24 +373,204 @@ class PolicyEngine:
                 )
             dest = command.move_destination
             if field_ == CommandField.C_MOVE_RQ and dest:
-                known = (
-                    dest == v.calling_ae
-                    or self.inventory.knows_scp_ae_title(dest)
-                    or self.baseline.knows_ae_title(dest)
-                )
-                if not known:
-                    self._finding(
-                        out,
-                        "move-unknown-destination",
-                        v,
-                        ts,
-                        f"C-MOVE from {v.requestor_ip} asks {v.acceptor_ip} to send images "
-                        f"to {dest!r}, an AE title no known node uses",
-                        sop_class=command.sop_class_uid,
-                        move_destination=dest,
-                        move={"destination": dest},
-                    )
+                self._move_requested(v, session, command, dest, ts, out)
+        elif (
+            field_ == CommandField.C_MOVE_RSP
+            and event.direction != requestor
+            and self.moves.has_session(session)
+        ):
+            self._move_responded(session, command, ts, out)
         self._check_bulk(v, info, session, ts, out)
+
+    def _overlap_mismatch(
+        self,
+        v: AssociationView,
+        info: FlowInfo,
+        session: DicomSession,
+        event: OverlapMismatch,
+        out: list[Finding],
+    ) -> None:
+        """Differing copies of the same stream bytes: one finding per association, at the first."""
+        if not event.first:
+            return
+        requestor = endpoints(info, session.state)[2]
+        sender = v.requestor_ip if event.direction == requestor else v.acceptor_ip
+        self._finding(
+            out,
+            "stream-evasion",
+            v,
+            event.ts,
+            f"Overlapping TCP segments from {sender} carried different bytes in the DICOM "
+            f"association {v.requestor_ip} -> {v.acceptor_ip}:{v.acceptor_port}; the sensor "
+            "decoded the first copy",
+            stream={
+                "overlap_mismatches": event.total,
+                "sent_by": "requestor" if event.direction == requestor else "acceptor",
+            },
+        )
+
+    # -- C-MOVE destinations, decided after the sub-association ------------------------
+
+    def _move_requested(
+        self,
+        v: AssociationView,
+        session: DicomSession,
+        command: Any,
+        dest: str,
+        ts: float,
+        out: list[Finding],
+    ) -> None:
+        """A C-MOVE-RQ waits for its sub-association, its final response or ``decide_within``
+        seconds: even a move to the requestor's own AE title goes wherever the SCP's table
+        says that title lives."""
+        rule = self._rule("move-unknown-destination")
+        if rule is None or allowed(rule, v, command.sop_class_uid, dest):
+            return
+        evicted = self.moves.add(
+            session,
+            v,
+            dest,
+            command.message_id,
+            command.sop_class_uid,
+            ts,
+            rule.params["decide_within"],
+        )
+        if evicted is not None:
+            self._decide(evicted, MoveReason.LIMIT, ts, out)
+
+    def _move_responded(
+        self, session: DicomSession, command: Any, ts: float, out: list[Finding]
+    ) -> None:
+        """A C-MOVE-RSP; the final one (not pending) decides its move if nothing answered."""
+        status = command.status_class
+        if status is None or status is StatusClass.PENDING:
+            return
+        entries = self.moves.of_session(session)
+        replied = command.message_id_being_responded_to
+        entry = next((e for e in entries if e.message_id == replied), entries[0])
+        if command.status == MOVE_DESTINATION_UNKNOWN:
+            reason = MoveReason.REFUSED
+        elif status in (StatusClass.FAILURE, StatusClass.CANCEL):
+            reason = MoveReason.FAILED
+        else:
+            reason = MoveReason.NO_ANSWER
+        self._decide(entry, reason, ts, out, status=command.status)
+
+    def tick(self, now: float) -> list[Finding]:
+        """Decisions due by packet time ``now``: C-MOVEs whose ``decide_within`` has passed.
+
+        Cheap when nothing is due (one comparison); a decision is dated at its deadline.
+        """
+        out: list[Finding] = []
+        for entry in self.moves.due(now):
+            self._decide(entry, MoveReason.NO_ANSWER, entry.deadline, out)
+        return out
+
+    def flush(self, now: float) -> list[Finding]:
+        """Decide everything pending with what is known (end of capture, SIGTERM)."""
+        out: list[Finding] = []
+        for entry in self.moves.due(now):
+            self._decide(entry, MoveReason.NO_ANSWER, entry.deadline, out)
+        for entry in self.moves.all():
+            self._decide(entry, MoveReason.CAPTURE_ENDED, max(now, entry.requested), out)
+        return out
+
+    def pending(self, session: object) -> bool:
+        """Whether a decision about this association is still to come (tick or flush)."""
+        return self.moves.has_session(session)
+
+    def _known_destination(self, entry: PendingMove) -> bool:
+        """The requestor's own AE title (a requestor outside the external zones), an AE title
+        a node outside the external zones answered to, or one the baseline knows."""
+        dest = entry.destination
+        v = entry.view
+        if dest == v.calling_ae and v.requestor_zone.trust is not Trust.EXTERNAL:
+            return True
+        zones = self.config.zones
+        external = {z.name for z in zones.zones if z.trust is Trust.EXTERNAL}
+        if zones.default.trust is Trust.EXTERNAL:
+            external.add(zones.default.name)
+        if self.inventory.knows_scp_ae_title(dest, external):
+            return True
+        return self.baseline.knows_ae_title(
+            dest, lambda ip: zones.lookup(ip).trust is not Trust.EXTERNAL
+        )
+
+    def _decide(
+        self,
+        entry: PendingMove,
+        reason: MoveReason,
+        ts: float,
+        out: list[Finding],
+        status: int | None = None,
+        rejected: str | None = None,
+    ) -> None:
+        """Take the entry off the table and say what its C-MOVE was."""
+        self.moves.remove(entry)
+        if reason in _UNANSWERED and self._known_destination(entry):
+            # No answer seen, but a node inside answers to that title: the sub-association
+            # went by a path the sensor does not see.
+            reason = MoveReason.KNOWN
+        self.move_decisions[reason.value] += 1
+        if reason in (MoveReason.ANSWERED_INTERNAL, MoveReason.KNOWN):
+            return
+        v = entry.view
+        dest = entry.destination
+        move: dict[str, Any] = {
+            "destination": dest,
+            "reason": reason.value,
+            "requested": iso(entry.requested),
+        }
+        if status is not None:
+            move["status"] = f"0x{status:04X}"
+        sub = entry.sub_view
+        if sub is not None:
+            move["sub_association"] = {
+                "source": {"ip": sub.requestor_ip, "port": sub.requestor_port},
+                "destination": {
+                    "ip": sub.acceptor_ip,
+                    "port": sub.acceptor_port,
+                    "zone": sub.acceptor_zone.name,
+                },
+                "calling_ae_title": sub.calling_ae,
+            }
+        asked = f"C-MOVE from {v.requestor_ip} asked {v.acceptor_ip} to send images to {dest!r}"
+        severity: Severity | None = None
+        if reason is MoveReason.ANSWERED_EXTERNAL and sub is not None:
+            what = (
+                f"{asked}: {sub.acceptor_ip}:{sub.acceptor_port} in external zone "
+                f"{sub.acceptor_zone.name!r} answered as {dest!r}"
+            )
+        elif reason is MoveReason.REJECTED:
+            what = f"{asked}: the destination rejected the sub-association ({rejected})"
+        elif reason is MoveReason.REFUSED:
+            what = f"{asked}: the SCP refused it, move destination unknown (0xA801)"
+        elif reason is MoveReason.FAILED:
+            what = (
+                f"{asked}: the move failed (status 0x{status or 0:04X}) and no destination answered"
+            )
+        elif reason is MoveReason.NO_ANSWER:
+            what = f"{asked}, an AE title no known node uses, and no destination answered"
+        elif reason is MoveReason.CAPTURE_ENDED:
+            what = f"{asked}, an AE title no known node uses; the capture ended before an answer"
+        else:
+            what = f"{asked}, an AE title no known node uses (decided early: too many pending)"
+        if reason in _NOTHING_MOVED:
+            rule = self.rules["move-unknown-destination"]
+            if rule.severity.ecs > Severity.MEDIUM.ecs:
+                severity = Severity.MEDIUM
+        self._finding(
+            out,
+            "move-unknown-destination",
+            v,
+            ts,
+            what,
+            sop_class=entry.sop_class,
+            move_destination=dest,
+            severity=severity,
+            subject=entry.session,
+            move=move,
+        )
 
     # -- TLS where plain DICOM is expected -------------------------------------------
 

@@ -19,6 +19,9 @@ class Finding:
     message: str
     fields: dict[str, Any] = field(default_factory=dict)  # extra context, never PHI
     protocol: str = "dicom"  # the namespace of ``fields`` and of the protocol facts
+    # The session the finding is about when it is not the one whose event decided it (a
+    # C-MOVE decided at its sub-association, or later): where --alert-pcap looks.
+    session: object | None = field(default=None, compare=False, repr=False)
 
 
 def allowed(rule: RuleConfig, view: AssociationView, sop_class: str | None = None,

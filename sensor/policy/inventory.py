@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -104,13 +105,16 @@ class Inventory:
         node = self.nodes.get(ip)
         return node is not None and port in node.ports
 
-    def knows_scp_ae_title(self, ae_title: str) -> bool:
+    def knows_scp_ae_title(self, ae_title: str, except_zones: Collection[str] = ()) -> bool:
         """Whether a node answered to this AE title in an accepted association.
 
         Calling AE titles do not count: anyone can call with any title, so using one
-        first must not make a C-MOVE destination look known.
+        first must not make a C-MOVE destination look known. Nodes in ``except_zones`` (the
+        external ones, for a C-MOVE destination) do not count either.
         """
-        return any(ae_title in n.scp_ae_titles for n in self.nodes.values())
+        return any(
+            ae_title in n.scp_ae_titles and n.zone not in except_zones for n in self.nodes.values()
+        )
 
     def requestor(
         self,

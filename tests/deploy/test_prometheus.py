@@ -32,9 +32,11 @@ import yaml
 
 from dissectors.registry import load_dissectors
 from sensor.capture.offline import OfflineCapture
-from sensor.outputs.metrics import exposition
+from sensor.flow.stream import StreamAnomaly
+from sensor.outputs.metrics import ANOMALY_REASONS, exposition
 from sensor.pipeline import Pipeline
 from sensor.policy.catalogue import RULES
+from sensor.policy.moves import MoveReason
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -297,6 +299,26 @@ def test_dashboard_exprs_parse_with_promtool(dashboard: dict[str, Any], tmp_path
 FINDINGS_PANELS = ("Findings (range)", "Findings by rule and severity (range)")
 
 
+def _panel_rules(
+    dashboard: dict[str, Any], titles: tuple[str, ...], name: str, tmp_path: Path
+) -> Path:
+    """A rules file recording each titled panel's first expression as ``dashboard:NAME_i``
+    (sensor tap-1, a 1 h range), for promtool to run on recorded series."""
+    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
+    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
+
+    def substitute(expr: str) -> str:
+        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
+
+    rules = [
+        {"record": f"dashboard:{name}_{i}", "expr": substitute(panels[title]["targets"][0]["expr"])}
+        for i, title in enumerate(titles)
+    ]
+    rules_file = tmp_path / f"{name}.rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": name, "rules": rules}]}))
+    return rules_file
+
+
 def test_findings_panels_count_what_a_sensor_had_at_its_first_scrape(
     dashboard: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -306,18 +328,7 @@ def test_findings_panels_count_what_a_sensor_had_at_its_first_scrape(
     with --hold, findings in the first seconds of a capture) must show them: a bare
     increase() gives 0 there while the alerts fire.
     """
-    panels = {p["title"]: p for p in _panels(dashboard["panels"])}
-    variables = {**GRAFANA_VARIABLES, "__range": "1h", "sensor": "tap-1"}
-
-    def substitute(expr: str) -> str:
-        return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], expr)
-
-    rules = [
-        {"record": f"dashboard:panel_{i}", "expr": substitute(panels[title]["targets"][0]["expr"])}
-        for i, title in enumerate(FINDINGS_PANELS)
-    ]
-    rules_file = tmp_path / "panels.rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    rules_file = _panel_rules(dashboard, FINDINGS_PANELS, "panel", tmp_path)
     born = 'dicom_alerts_total{sensor="tap-1",rule="ae-brute-force",severity="high"}'
     rising = 'dicom_alerts_total{sensor="tap-1",rule="perimeter-inbound",severity="high"}'
     older = 'dicom_alerts_total{sensor="tap-1",rule="new-node",severity="low"}'
@@ -644,3 +655,80 @@ def test_end_to_end_prometheus_fires_perimeter_alert(tmp_path: Path) -> None:
         _stop(sensor)
         sensor_log.close()
         prom_log.close()
+
+
+# ------------------------------------------------------------------------ reasons on the dashboard
+
+EXPLAINED = {
+    "Anomalies by reason (range)": ANOMALY_REASONS,
+    "Stream anomalies by reason (range)": tuple(r.value for r in StreamAnomaly),
+    "C-MOVE decisions by reason (range)": tuple(r.value for r in MoveReason),
+}
+
+
+@pytest.mark.parametrize("title", sorted(EXPLAINED))
+def test_dashboard_explains_every_reason_of_its_closed_set(
+    dashboard: dict[str, Any], title: str
+) -> None:
+    """Each reason the code can count has a value mapping saying what produces it."""
+    (panel,) = [p for p in _panels(dashboard["panels"]) if p["title"] == title]
+    (override,) = [
+        o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "reason"
+    ]
+    (mapping,) = [p["value"] for p in override["properties"] if p["id"] == "mappings"]
+    options = mapping[0]["options"]
+    assert set(options) == set(EXPLAINED[title])
+    for reason, shown in options.items():
+        assert shown["text"].startswith(f"{reason}: ") and len(shown["text"]) > len(reason) + 12
+
+
+def test_reason_tables_count_new_reasons_from_a_first_scrape(
+    dashboard: dict[str, Any], tmp_path: Path
+) -> None:
+    """The reason tables' own expressions, run by promtool on recorded series: a reason
+    counted before the sensor's first scrape (reserved-bits) and one rising in the range
+    (overlap-mismatch) both show; a move decision likewise."""
+    titles = tuple(sorted(EXPLAINED))
+    rules_file = _panel_rules(dashboard, titles, "reasons", tmp_path)
+    index = {t: i for i, t in enumerate(titles)}
+    anomalies = index["Anomalies by reason (range)"]
+    stream = index["Stream anomalies by reason (range)"]
+    moves = index["C-MOVE decisions by reason (range)"]
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": 'dicom_anomalies_total{sensor="tap-1",reason="reserved-bits"}',
+                 "values": "_x40 4x60"},
+                {"series": 'dicom_anomalies_total{sensor="tap-1",reason="overlap-mismatch"}',
+                 "values": "0x50 1 3x50"},
+                {"series": 'dicom_anomalies_total{sensor="tap-1",reason="bad-length"}',
+                 "values": "0x100"},
+                {"series": 'dicom_sensor_stream_anomalies_total{sensor="tap-1",'
+                           'reason="overlap-mismatch"}', "values": "0x50 1 3x50"},
+                {"series": 'dicom_move_decisions_total{sensor="tap-1",reason="refused"}',
+                 "values": "0x60 1x40"},
+            ],
+            "promql_expr_test": [
+                {"expr": f"dashboard:reasons_{anomalies}", "eval_time": "90m",
+                 "exp_samples": [
+                     {"labels": f'dashboard:reasons_{anomalies}{{reason="reserved-bits"}}',
+                      "value": 4},
+                     {"labels": f'dashboard:reasons_{anomalies}{{reason="overlap-mismatch"}}',
+                      "value": 3}]},
+                {"expr": f"dashboard:reasons_{stream}", "eval_time": "90m",
+                 "exp_samples": [
+                     {"labels": f'dashboard:reasons_{stream}{{reason="overlap-mismatch"}}',
+                      "value": 3}]},
+                {"expr": f"dashboard:reasons_{moves}", "eval_time": "90m",
+                 "exp_samples": [
+                     {"labels": f'dashboard:reasons_{moves}{{reason="refused"}}', "value": 1}]},
+            ],
+        }],
+    }  # fmt: skip
+    test_file = tmp_path / "reasons.test.yml"
+    test_file.write_text(yaml.safe_dump(tests))
+    result = _run(_tool("promtool", "prometheus"), "test", "rules", test_file)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -201,6 +201,7 @@ DICOM_SIDS = {
     "new-ae-title": 9400014,
     "new-port": 9400015,
     "dicom-on-tls-port": 9400016,
+    "stream-evasion": 9400020,
 }
 
 

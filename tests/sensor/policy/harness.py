@@ -103,6 +103,7 @@ class Association:
         pairs: list[tuple[str, Finding]] = []
         for direction, chunk in segments:
             self.ts += step
+            self.net.now = max(self.net.now, self.ts)
             for event in self.feeder.feed(direction, chunk, self.ts):
                 found = self.net.engine.on_event(self.info, self.session, event)
                 pairs.extend((type(event).__name__, x) for x in found)
@@ -126,8 +127,22 @@ class Net:
         self.engine = engine if engine is not None else PolicyEngine(config)
         self.findings: list[tuple[str, Finding]] = []
         self._port = 40000
+        self.now = T0  # the latest packet time fed
+
+    def tick(self, now: float) -> list[Finding]:
+        """Packet time ``now`` passes: decisions due by then (trigger "tick")."""
+        found = self.engine.tick(now)
+        self.record([("tick", x) for x in found])
+        return found
+
+    def finish(self) -> list[Finding]:
+        """End of capture: every pending decision is made (trigger "flush")."""
+        found = self.engine.flush(self.now)
+        self.record([("flush", x) for x in found])
+        return found
 
     def record(self, pairs: list[tuple[str, Finding]]) -> None:
+        """Check each finding for leaks as an alert event, and keep it."""
         for _, finding in pairs:
             text = json.dumps(alert_event(finding))
             for secret in SECRETS:

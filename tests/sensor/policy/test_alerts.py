@@ -247,7 +247,7 @@ ALL_FIRES = [
     "ext-accepted", "ext-rejected", "ext-unanswered", "office-to-ext", "office-to-office",
     "ward-to-pacs", "nmap-dicom-ping", "brute-3-in-20s", "sweep-hosts", "type2-passcode-store",
     "type5-jwt", "move-unknown", "find-vpn", "store-office-to-ext", "new-requestor",
-    "new-calling-ae", "new-port", "office-to-2762",
+    "new-calling-ae", "new-port", "office-to-2762", "overlap-mismatch",
 ]  # fmt: skip
 
 
@@ -258,6 +258,7 @@ def test_every_rule_message_is_one_sentence_without_data_set_content(tmp_path: P
     for scenario in ALL_FIRES:
         net = Net(hospital(tmp_path))
         S[scenario](net)
+        net.finish()
         for _, x in net.findings:
             seen.add(x.rule.id)
             event = alert_event(x)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sensor.flow.stream import OverlapMismatch
 from sensor.policy.catalogue import DICOM_RULES, RULES_BY_ID, Severity
 from sensor.policy.config import ConfigError, default_config, load_config
 from sensor.policy.engine import PolicyEngine
@@ -142,7 +143,18 @@ def sweep_ports(net: Net, src: str = OFFICE, gap: float = 1) -> None:
         net.run(src, PACS, RQ_ONLY, port=port, ts=T0 + i * gap)
 
 
+def overlaps(net: Net) -> None:
+    """A C-ECHO association whose stream layer saw differing copies three times, in two
+    segments (the engine's OverlapMismatch events, as the flow engine emits them)."""
+    assoc = net.run(MODALITY, PACS, ECHO)
+    for count, total in ((1, 1), (2, 3)):
+        event = OverlapMismatch(assoc.ts, SCU, count, total)
+        found = net.engine.on_event(assoc.info, assoc.session, event)
+        net.record([("OverlapMismatch", x) for x in found])
+
+
 S: dict[str, Scenario] = {
+    "overlap-mismatch": overlaps,
     # perimeter
     "ext-accepted": lambda n: n.run(EXT, PACS, ECHO),
     "ext6-accepted": lambda n: n.run(EXT6, PACS6, ECHO),
@@ -331,9 +343,9 @@ FIRES = [
           {"called_ae": "STORESCP"}),
     Fires("cleartext-credentials", "type5-jwt", 1, "AssociationRequested",
           {"destination_zone": "radiology"}),
-    Fires("move-unknown-destination", "move-unknown", 1, "DimseMessage",
+    Fires("move-unknown-destination", "move-unknown", 1, "flush",
           {"move_destination": "STORESCP"}),
-    Fires("move-unknown-destination", "move-unknown-ext", 1, "DimseMessage",
+    Fires("move-unknown-destination", "move-unknown-ext", 1, "flush",
           {"calling_ae": "EVIL"}),
     Fires("query-retrieve-untrusted", "find-vpn", 1, "DimseMessage",
           {"sop_class": v.STUDY_FIND}),
@@ -359,6 +371,8 @@ FIRES = [
           {"called_ae": "PACS2"}),
     Fires("new-port", "new-port", 1, "AssociationAccepted",
           {"destination_zone": "radiology"}),
+    Fires("stream-evasion", "overlap-mismatch", 1, "OverlapMismatch",
+          {"source_zone": "radiology"}),
     Fires("dicom-on-tls-port", "office-to-2762", 1, "AssociationRequested",
           {"destination_zone": "radiology"}),
     Fires("dicom-on-tls-port", "ext-to-2762", 1, "AssociationRequested",
@@ -414,6 +428,7 @@ QUIET = [
     ("new-port", "new-during-learning"),
     ("new-port", "new-acceptor"),
     ("new-port", "new-called-ae"),
+    ("stream-evasion", "modality-to-pacs"),
     ("dicom-on-tls-port", "office-to-104"),
     ("dicom-on-tls-port", "office-to-2761"),
 ]
@@ -422,13 +437,14 @@ QUIET = [
 def run(tmp_path: Path, scenario: str, rules: dict[str, dict[str, Any]] | None = None) -> Net:
     net = Net(hospital(tmp_path, rules))
     S[scenario](net)
+    net.finish()  # decisions still pending (C-MOVE destinations) are made at the end
     return net
 
 
 def test_every_rule_has_cases() -> None:
     # The HL7 rules are driven by HL7 sessions: tests/sensor/test_hl7_policy.py.
     dicom_rules = {r.id for r in DICOM_RULES}
-    assert len(dicom_rules) == 16
+    assert len(dicom_rules) == 17
     assert {c.rule for c in FIRES} == dicom_rules
     assert {rule for rule, _ in QUIET} == dicom_rules
     assert all(c.scenario in S for c in FIRES)
@@ -584,7 +600,12 @@ def test_cleartext_credentials_fields(
 
 def test_move_unknown_destination_names_destination(tmp_path: Path) -> None:
     [(_, finding)] = run(tmp_path, "move-unknown").of("move-unknown-destination")
-    assert finding.fields["move"] == {"destination": "STORESCP"}
+    # Nothing answered before the end: decided at the flush, with the C-MOVE's own time kept.
+    assert finding.fields["move"] == {
+        "destination": "STORESCP",
+        "reason": "capture-ended",
+        "requested": "2023-11-14T22:13:20.030000Z",
+    }
     assert "'STORESCP'" in finding.message
 
 
