@@ -115,6 +115,7 @@ def run_capture(args: argparse.Namespace) -> int:
         dropped_interface=interface,
         associations=sum(pipeline.counters.associations.values()),
         **alert_pcap_log(pipeline.live_pcaps),
+        **state_log(pipeline),
     )
     return EXIT_OK
 
@@ -125,6 +126,14 @@ def alert_pcap_log(live: Any) -> dict[str, Any]:
         return {}
     limited = {bound: n for bound, n in live.stats.limited.items() if n}
     return {"alert_pcap_files": live.stats.files, "alert_pcap_limited": limited}
+
+
+def state_log(pipeline: Any) -> dict[str, Any]:
+    """capture.stopped field naming the per-address state bounds that bit, if any did."""
+    from ..outputs.metrics import state_limited
+
+    bitten = {table: n for table, n in state_limited(pipeline).items() if n}
+    return {"state_limited": bitten} if bitten else {}
 
 
 def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
