@@ -32,6 +32,7 @@ ALL_CASES=(
   pynetdicom-user-identity
   pynetdicom-ipv6
   pynetdicom-store-loopback
+  pynetdicom-128-contexts
 )
 if [ "$#" -gt 0 ]; then CASES=("$@"); else CASES=("${ALL_CASES[@]}"); fi
 for c in "${CASES[@]}"; do
@@ -1234,6 +1235,44 @@ pyscp.py / pyscu.py are written by generate.sh (heredocs). capture filter: \`tcp
 1 association PYSTORESCU -> PYSTORESCP, accepted; C-ECHO-RQ/RSP; 4 x C-STORE-RQ/RSP 0x0000;
 A-RELEASE-RQ/RP; TCP FIN.
 EOF
+}
+
+case_pynetdicom_128_contexts() {
+  newcase pynetdicom-128-contexts
+  cap_start "$NS_S" "$IF_S" "$O/capture.pcap" "tcp port 40128"
+  bgrun "$L/scp.log" "$NS_S" python3 "$HERE/pynetdicom_128.py" scp "$S4" 40128; local scp=$LASTPID
+  wait_listen "$NS_S" 40128
+  inc python3 "$HERE/pynetdicom_128.py" scu "$S4" 40128 >"$L/scu.log" 2>&1 \
+    || die "128-context SCU failed: $(cat "$L/scu.log")"
+  cap_stop; stop "$scp"
+  must_grep "accepted contexts 128 echo status 0x0000" "$L/scu.log" 1
+  finish_case pynetdicom-128-contexts 40128 0x01,0x02,0x04,0x05,0x06 '[
+    {"_impl": ["pynetdicom", "pynetdicom"], "requestor_port_is_ephemeral": true, "acceptor_port": 40128, "calling_ae_title": "MODALITY128",
+     "called_ae_title": "ARCHIVE", "result": "accepted", "end": "released", "abort_by": null, "reject": null,
+     "dimse": {"C-ECHO-RQ": 1, "C-ECHO-RSP": 1}, "user_identity": null, "ip_version": 4,
+     "dimse_status": {"C-ECHO-RSP": {"0x0000": 1}}, "presentation_contexts": {"proposed": 128, "accepted": 128}}]'
+  write_readme pynetdicom-128-contexts "pynetdicom A-ASSOCIATE-RQ with 128 presentation contexts" <<EOT
+One association over the veth pair (IPv4), pynetdicom on both ends: MODALITY128 proposes 128
+presentation contexts (Verification and the first 127 storage SOP classes of pynetdicom's
+AllStoragePresentationContexts, each with pynetdicom's default transfer syntaxes), the most
+an A-ASSOCIATE-RQ can carry; ARCHIVE accepts all 128. One C-ECHO (0x0000), release. The
+A-ASSOCIATE-RQ spans a dozen TCP segments. bench/live_flood.py floods the sensor with copies
+of this association between 20,000 client and 20,000 server addresses.
+
+## Commands
+
+    # server namespace ($S4)
+    python3 pcaps/pynetdicom_128.py scp $S4 40128
+    # client namespace ($C4)
+    python3 pcaps/pynetdicom_128.py scu $S4 40128
+
+capture filter: \`tcp port 40128\`.
+
+## Expected
+
+1 association MODALITY128 -> ARCHIVE, accepted, 128 contexts proposed and accepted;
+C-ECHO-RQ/RSP; A-RELEASE-RQ/RP; TCP FIN.
+EOT
 }
 
 # ---------------------------------------------------------------- run

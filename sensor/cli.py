@@ -10,7 +10,7 @@ from typing import Any
 
 from . import __version__
 from .commands.capture import add_capture_parser
-from .commands.options import add_format_options, check_options
+from .commands.options import add_alert_pcap_group, add_format_options, check_options
 from .commands.read import ReadOptions, run_demo, run_read
 
 EXIT_OK = 0
@@ -51,6 +51,7 @@ def _cmd_read(args: argparse.Namespace) -> int:
         alert_pcap_max_files=args.alert_pcap_max_files,
         alert_pcap_max_association_kb=args.alert_pcap_max_association_kb,
         alert_pcap_max_total_mb=args.alert_pcap_max_total_mb,
+        alert_pcap_max_buffer_mb=args.alert_pcap_max_buffer_mb,
         state_dir=args.state_dir,
         update_baseline=args.update_baseline,
         syslog=args.syslog,
@@ -138,25 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --metrics-listen: keep serving after the read until SIGTERM/SIGINT",
     )
-    g = p.add_argument_group("alert pcaps")
-    g.add_argument(
-        "--alert-pcap",
-        metavar="DIR",
-        help="write each alerting association's packets (data sets and secrets removed) to "
-        "DIR, one pcap per association named by start time and Community ID, plus index.jsonl",
-    )
-    g.add_argument(
-        "--alert-pcap-max-files", type=int, default=1000, metavar="N",
-        help="at most N alert pcaps (default 1000)",
-    )  # fmt: skip
-    g.add_argument(
-        "--alert-pcap-max-association-kb", type=int, default=4096, metavar="KB",
-        help="at most KB KiB per alert pcap, the head of the association first (default 4096)",
-    )  # fmt: skip
-    g.add_argument(
-        "--alert-pcap-max-total-mb", type=int, default=256, metavar="MB",
-        help="at most MB MiB of alert pcaps in all (default 256)",
-    )  # fmt: skip
+    add_alert_pcap_group(p)
     g = p.add_argument_group("display")
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")

@@ -42,7 +42,7 @@ from .capture import fastread
 from .capture.bpf import ETHERNET, PLAIN_DICOM_PORTS, TINY_PAYLOAD, all_tcp_filter, heads_expression
 from .capture.decode import SUPPORTED_LINKTYPES, DropReason, Segment
 from .capture.offline import OfflineCapture, Packet, ReadResult
-from .capture.prefilter import Followed, flow_key
+from .capture.prefilter import LIVE_MAX_SERVICES, Followed, flow_key
 from .counters import SensorCounters
 from .flow.endpoints import endpoints, generic_endpoints
 from .flow.engine import FlowEngine
@@ -51,6 +51,7 @@ from .flow.table import EngineConfig, FlowInfo
 from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
 from .outputs.jsonl import JsonLines, Sink
+from .outputs.livepcap import LiveAlertPcaps
 from .outputs.pivots import Pivots
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
@@ -141,7 +142,7 @@ class Pipeline:
         )
         # The exact set followed, of any size; libpcap or the kernel admits a superset.
         self.followed = Followed(self._heads)
-        self.engine.forget = self.followed.drop_flow
+        self.engine.forget = self._forget
         self._probe_new = True  # single pass: new flows' first payloads are probed here
         self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
         self._live = False
@@ -155,6 +156,9 @@ class Pipeline:
         # --alert-pcap: the associations that raised an alert, by id(session) -> rule ids
         self.alert_pcaps: AlertPcaps | None = None
         self._alerting: dict[int, set[str]] = {}
+        # --alert-pcap live and from standard input: packets kept as they pass (livepcap.py)
+        self.live_pcaps: LiveAlertPcaps | None = None
+        self._live_feed: LiveAlertPcaps | None = None  # what feed() hands packets to now
         # Ended associations with a decision still to come (a C-MOVE): their alert pcap
         # target waits for it. id(session) -> (session, info, requestor, acceptor, rules)
         self._held: dict[int, tuple[Session, FlowInfo, Any, Any, set[str]]] = {}
@@ -179,6 +183,9 @@ class Pipeline:
         head that arrives out of order is still found).
         """
         self.files += 1
+        # A file is read again for --alert-pcap (AlertPcaps); standard input keeps its
+        # packets as they pass, like a live source.
+        self._live_feed = self.live_pcaps if capture.is_stdin else None
         counting = capture.start_count()
         decode = capture.decoder()
         result = ReadResult()
@@ -209,6 +216,8 @@ class Pipeline:
             # (handshake, reordering) must reach the engine, which probes every flow.
             self._probe_new = True
             self.engine.admit = self._admit_any
+            if self.live_pcaps is not None:
+                self.live_pcaps.linktype = capture.linktype
             all_tcp = all_tcp_filter(capture.linktype)
             self.feed(capture.packets(all_tcp, result, progress), decode)
             self._note_cut(capture, result)
@@ -250,8 +259,26 @@ class Pipeline:
             engine.fast_release()
         return True
 
+    def _forget(self, key: tuple[str, int, str, int]) -> None:
+        """The engine stopped looking at a connection."""
+        self.followed.drop_flow(key)
+        if self.live_pcaps is not None:
+            self.live_pcaps.forget(key)
+
+    def keep_alert_packets(self, directory: str, limits: Any = None) -> LiveAlertPcaps:
+        """--alert-pcap where packets pass once (live, standard input): keep them as they do."""
+        live = LiveAlertPcaps(directory, limits, self.pivots.community_id)
+        live.report = lambda message: self.report(message)
+        live.failures = self.counters.output_failures
+        rule = self.policy_config.rules.get("move-unknown-destination")
+        if rule is not None:
+            live.decide_within = float(rule.params.get("decide_within", 30.0))
+        self.live_pcaps = self._live_feed = live
+        return live
+
     def follow_all(self) -> None:
         """A live source whose kernel filter admits all of TCP: the engine probes every flow."""
+        self.followed.max_services = LIVE_MAX_SERVICES
         self._probe_new = True
         self.engine.admit = self._admit_any
 
@@ -268,6 +295,7 @@ class Pipeline:
         """
         self._probe_new = True
         self._live = True
+        self.followed.max_services = LIVE_MAX_SERVICES
         self.engine.admit = self._admit
         self.followed.base_ports = PLAIN_DICOM_PORTS | ports
         last: dict[int, str] = {}
@@ -393,6 +421,7 @@ class Pipeline:
         stats = engine.stats
         process = engine.process
         advance = engine.advance
+        live = self._live_feed
         ts = self.last_ts
         for ts, data, wire in packets:
             seg = decode(ts, data)
@@ -406,11 +435,15 @@ class Pipeline:
                 stats.drop(DropReason.BAD_IP_HEADER)
                 continue
             process(seg)
+            if live is not None:
+                live.packet(seg, data, wire, engine.last_flow)
             advance(ts)
             if ts >= self._next_expire:
                 self._next_expire = ts + 1.0
                 self._alerts(self.folder.expire(ts))
                 self._late(self.policy.tick(ts))
+                if live is not None:
+                    live.expire(ts)
         self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
         self.counters.last_packet_ts = self.last_ts
 
@@ -421,6 +454,8 @@ class Pipeline:
         self.engine.advance(now)
         self._alerts(self.folder.expire(now))
         self._late(self.policy.tick(now))
+        if self.live_pcaps is not None:
+            self.live_pcaps.expire(now)
 
     def reconfigure(self, config: Config) -> None:
         """Use a new zone and rule config from now on; state is kept."""
@@ -435,6 +470,8 @@ class Pipeline:
         # Decisions still pending (a C-MOVE's destination) are made with what is known.
         self._late(self.policy.flush(self.last_ts))
         self._alerts(self.folder.flush())
+        if self.live_pcaps is not None:
+            self.live_pcaps.finish()
         self.save_baseline()
         if self.syslog is not None:
             self.syslog.close()
@@ -470,6 +507,17 @@ class Pipeline:
                     held[4].add(finding.rule.id)
                 else:
                     self._alerting.setdefault(id(subject), set()).add(finding.rule.id)
+        live = self.live_pcaps
+        if live is not None:
+            # The association the finding is about (its view), and the one whose event
+            # decided it when that is another (a C-MOVE's sub-association).
+            rules, subject = {finding.rule.id}, finding.session
+            if subject is not None:
+                live.alerted(subject, rules, finding.view)
+            if session is not None and session is not subject:
+                live.alerted(session, rules, finding.view if subject is None else None)
+            if subject is None and session is None:
+                live.alerted_late(finding.view, finding.rule.id)
         self._alerts(self.folder.offer(finding))
 
     def _late(self, findings: list[Finding]) -> None:
@@ -546,6 +594,8 @@ class Pipeline:
         if cls is DimseMessage:
             command = event.command
             status = command.status_class
+            if self.live_pcaps is not None and command.name == "C-MOVE-RQ":
+                self.live_pcaps.moved(session)
             counters.dimse[(command.name, status.label if status is not None else "none")] += 1
         elif cls is AssociationRequested and isinstance(session, DicomSession):
             (req_ip, _), (acc_ip, acc_port), _ = endpoints(info, session.state)
@@ -606,6 +656,8 @@ class Pipeline:
                 if rules and self.alert_pcaps is not None:
                     requestor, acceptor = generic_endpoints(info, session.originator())
                     self._alert_target(info, rules, requestor, acceptor)
+            if self.live_pcaps is not None:
+                self.live_pcaps.ended(session, info.last_ts)
             return
         self._policy_close(id(session), info, session)
         rules = self._alerting.pop(id(session), None)
@@ -616,6 +668,8 @@ class Pipeline:
                 self._held[id(session)] = (session, info, requestor, acceptor, rules or set())
             elif rules:
                 self._alert_target(info, rules, requestor, acceptor)
+        if self.live_pcaps is not None:
+            self.live_pcaps.ended(session, info.last_ts)
         record = build_record(info, session)
         dicom = record["dicom"]
         zones = self.policy_config.zones

@@ -2,14 +2,18 @@
 
 Python keeps the exact set: every DICOM service (acceptor address and port) seen to answer
 or be asked, and single connections found mid-stream or opened with a tiny first segment.
-The set has no size limit. libpcap or the kernel gets a superset whose size does not grow
-with the number of services: heads (segments that may start an association), payloads of
-1 to 9 bytes (a head cut into pieces), and the TCP ports the followed services listen on,
-merged into at most ``max_terms`` port ranges when they are many.
+Offline the set has no size limit (the second pass must see every service the first found);
+live, where it would grow with every address for as long as the sensor runs, it keeps the
+most recent ``LIVE_MAX_SERVICES`` services, each one it forgets counted. libpcap or the
+kernel gets a superset whose size does not grow with the number of services: heads
+(segments that may start an association), payloads of 1 to 9 bytes (a head cut into
+pieces), and the TCP ports the followed services listen on, merged into at most
+``max_terms`` port ranges when they are many.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from .bpf import ETHERNET, vlan_wrapped
@@ -20,6 +24,7 @@ FlowKey4 = tuple[str, int, str, int]
 # Linux hands out client ports from 32768 up, Windows from 49152: a mid-stream connection
 # between a port below this and one above it is a client talking to the lower port.
 EPHEMERAL_LOW = 32768
+LIVE_MAX_SERVICES = 65_536  # live: the oldest service is forgotten beyond this (counted)
 MAX_TERMS = 24  # libpcap's optimiser is quadratic in the terms: 24 compile in about 30 ms
 
 
@@ -65,6 +70,7 @@ class PrefilterStats:
     services: int = 0  # gauges, kept current by Followed
     connections: int = 0
     ports: int = 0
+    services_forgotten: int = 0  # live: services dropped, oldest first, beyond max_services
 
 
 class Followed:
@@ -73,7 +79,9 @@ class Followed:
     def __init__(self, heads: str, max_terms: int = MAX_TERMS) -> None:
         self.heads = heads
         self.max_terms = max_terms
-        self.services: set[tuple[str, int]] = set()
+        # An insertion-ordered set: live, the oldest go first beyond ``max_services``.
+        self.services: dict[tuple[str, int], None] = {}
+        self.max_services: int | None = None
         self.flows: dict[FlowKey4, int | None] = {}  # connection -> its VLAN id
         self._flow_ports: dict[FlowKey4, tuple[int, ...]] = {}  # the ports a flow added
         self._ports: dict[int, int] = {}  # port -> how many services and flows use it
@@ -102,9 +110,25 @@ class Followed:
         """Follow every connection to an acceptor's (ip, port)."""
         key = (ip, port)
         if key not in self.services:
-            self.services.add(key)
+            key = (sys.intern(ip), port)  # the address's one string (inventory, zones)
+            limit = self.max_services
+            if limit is not None and len(self.services) >= limit:
+                # Its ongoing connections stay in the flow table; its next association is
+                # followed again from its head (its handshake is not seen; see README).
+                old_ip, old_port = next(iter(self.services))
+                del self.services[(old_ip, old_port)]
+                self._release_port(old_port)
+                self.stats.services_forgotten += 1
+            self.services[key] = None
             self._ports[port] = self._ports.get(port, 0) + 1
             self._gauges()
+
+    def _release_port(self, port: int) -> None:
+        left = self._ports[port] - 1
+        if left:
+            self._ports[port] = left
+        else:
+            del self._ports[port]
 
     def add_flow(self, key: FlowKey4, vlan: int | None) -> None:
         """Follow one connection."""
@@ -124,11 +148,7 @@ class Followed:
         if key in self.flows:
             del self.flows[key]
             for port in self._flow_ports.pop(key, ()):
-                left = self._ports[port] - 1
-                if left:
-                    self._ports[port] = left
-                else:
-                    del self._ports[port]
+                self._release_port(port)
             self._gauges()
 
     def _gauges(self) -> None:

@@ -25,7 +25,7 @@ from .live import (
     totals,
     write_state,
 )
-from .options import add_format_options
+from .options import add_alert_pcap_group, add_format_options, alert_pcap_limits
 
 EXIT_OK = 0
 EXIT_FAIL = 2
@@ -78,6 +78,8 @@ def run_capture(args: argparse.Namespace) -> int:
     )
     pipeline.report = report_to_log
     attach_sinks(pipeline, sinks)
+    if args.alert_pcap:
+        pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
     drops: dict[str, dict[str, int]] = {}
     if args.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
@@ -110,8 +112,26 @@ def run_capture(args: argparse.Namespace) -> int:
         packets=pipeline.counters.packets,
         **stopped_drops(drops),
         associations=sum(pipeline.counters.associations.values()),
+        **alert_pcap_log(pipeline.live_pcaps),
+        **state_log(pipeline),
     )
     return EXIT_OK
+
+
+def alert_pcap_log(live: Any) -> dict[str, Any]:
+    """capture.stopped fields on --alert-pcap: files written and the bounds that bit."""
+    if live is None:
+        return {}
+    limited = {bound: n for bound, n in live.stats.limited.items() if n}
+    return {"alert_pcap_files": live.stats.files, "alert_pcap_limited": limited}
+
+
+def state_log(pipeline: Any) -> dict[str, Any]:
+    """capture.stopped field naming the per-address state bounds that bit, if any did."""
+    from ..outputs.metrics import state_limited
+
+    bitten = {table: n for table, n in state_limited(pipeline).items() if n}
+    return {"state_limited": bitten} if bitten else {}
 
 
 def _run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
@@ -172,6 +192,7 @@ def add_capture_parser(sub: Any, add_metrics_endpoint: Callable[[Any], Any]) -> 
     )
     g.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     add_metrics_endpoint(p)
+    add_alert_pcap_group(p)
     g = p.add_argument_group("capture")
     g.add_argument(
         "--snaplen",

@@ -115,6 +115,7 @@ def no_output_warning(args: argparse.Namespace, config: Any) -> str | None:
         "inventory_csv",
         "metrics",
         "metrics_listen",
+        "alert_pcap",
     )
     if any(getattr(args, n, None) for n in names) or config.syslog is not None:
         return None
@@ -240,6 +241,8 @@ def live_loop(
             source = by_fd[fd]
             if len(sources) > 1:
                 pipeline.pivots.interface = source.interface
+            if pipeline.live_pcaps is not None:
+                pipeline.live_pcaps.linktype = source.linktype
             try:
                 pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
                 pipeline.reinstall_if_due()

@@ -61,6 +61,46 @@ def _check_paths(args: argparse.Namespace) -> str | None:
     return None
 
 
+def add_alert_pcap_group(parser: argparse.ArgumentParser) -> None:
+    """--alert-pcap and its bounds (read and capture)."""
+    g = parser.add_argument_group("alert pcaps")
+    g.add_argument(
+        "--alert-pcap",
+        metavar="DIR",
+        help="write each alerting association's packets (data sets and secrets removed) to "
+        "DIR, one pcap per association named by start time and Community ID, plus index.jsonl",
+    )
+    g.add_argument(
+        "--alert-pcap-max-files", type=int, default=1000, metavar="N",
+        help="at most N alert pcaps (default 1000)",
+    )  # fmt: skip
+    g.add_argument(
+        "--alert-pcap-max-association-kb", type=int, default=4096, metavar="KB",
+        help="at most KB KiB per alert pcap, the head of the association first (default 4096)",
+    )  # fmt: skip
+    g.add_argument(
+        "--alert-pcap-max-total-mb", type=int, default=256, metavar="MB",
+        help="at most MB MiB of alert pcaps in all (default 256)",
+    )  # fmt: skip
+    g.add_argument(
+        "--alert-pcap-max-buffer-mb", type=int, default=32, metavar="MB",
+        help="live and standard input: at most MB MiB of packets kept in memory for "
+        "associations that have not alerted (default 32)",
+    )  # fmt: skip
+
+
+def alert_pcap_limits(args: argparse.Namespace) -> object:
+    """The AlertPcapLimits the --alert-pcap-max-* options ask for."""
+    from ..outputs.alertpcap import AlertPcapLimits
+
+    return AlertPcapLimits(
+        max_files=args.alert_pcap_max_files,
+        max_association_bytes=args.alert_pcap_max_association_kb << 10,
+        max_total_bytes=args.alert_pcap_max_total_mb << 20,
+        max_buffer_bytes=args.alert_pcap_max_buffer_mb << 20,
+    )
+
+
 def check_options(args: argparse.Namespace) -> str | None:
     """The first problem with the option values, as one line; None if they are usable."""
     cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
@@ -86,6 +126,11 @@ def check_options(args: argparse.Namespace) -> str | None:
         value = getattr(args, attr, None)
         if value is not None and not value >= 0:
             return f"{option} {value:g}: must be 0 (off) or more"
+    for option in ("files", "association_kb", "total_mb", "buffer_mb"):
+        value = getattr(args, f"alert_pcap_max_{option}", None)
+        if value is not None and value < 1:
+            name = option.replace("_", "-")
+            return f"--alert-pcap-max-{name} {value}: must be at least 1"
     for port in getattr(args, "dicom_port", None) or ():
         if not 0 < port < 65536:
             return f"--dicom-port {port}: must be 1 to 65535"

@@ -45,6 +45,7 @@ class ReadOptions:
     alert_pcap_max_files: int = 1000
     alert_pcap_max_association_kb: int = 4096
     alert_pcap_max_total_mb: int = 256
+    alert_pcap_max_buffer_mb: int = 32
     state_dir: str | None = None
     update_baseline: bool = False  # save the learned baseline (read leaves it alone)
     syslog: bool = False  # send alerts to the config's collector (read does not)
@@ -116,8 +117,12 @@ def run_read(paths: Sequence[str], opts: ReadOptions) -> int:
             max(1, opts.alert_pcap_max_files),
             max(1, opts.alert_pcap_max_association_kb) << 10,
             max(1, opts.alert_pcap_max_total_mb) << 20,
+            max(1, opts.alert_pcap_max_buffer_mb) << 20,
         )
         pipeline.alert_pcaps = AlertPcaps(opts.alert_pcap, limits)
+        if any(capture.is_stdin for capture in captures):
+            # Standard input is read once: its packets are kept as they pass, as live.
+            pipeline.keep_alert_packets(opts.alert_pcap, limits).index_now = False
     if opts.metrics_listen:
         from ..outputs.serve import ListenError, serve_metrics
 
@@ -207,14 +212,14 @@ def _write_alert_pcaps(pipeline: Any, captures: Sequence[Any]) -> None:
     if pcaps:
         for capture in captures:
             if capture.is_stdin:
-                note = "--alert-pcap: standard input is read once; its packets are not kept"
-                pipeline.notes.append(note)
-                continue
+                continue  # its packets were kept as they passed (livepcap.py)
             again = OfflineCapture(capture.path)
             linktype = again.linktype
             bpf = all_tcp_filter(linktype) if linktype in SUPPORTED_LINKTYPES else None
             pcaps.feed(again.packets(bpf, ReadResult()), decoder_for(linktype), linktype)
     pcaps.write()
+    if pipeline.live_pcaps is not None:
+        pipeline.live_pcaps.write_index()
 
 
 def _check_writable(path: str) -> None:

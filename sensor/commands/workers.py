@@ -170,6 +170,7 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     from dissectors.registry import load_dissectors
 
     from ..pipeline import Pipeline, PolicyOutbox
+    from .options import alert_pcap_limits
 
     set_worker(index)
     signals = Signals()
@@ -199,6 +200,9 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     pipeline.report = report_to_log
     outbox = PolicyOutbox()
     pipeline.remote_policy(outbox)
+    if getattr(args, "alert_pcap", None):
+        # Each worker keeps its own associations' packets and writes their pcaps itself.
+        pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
     drops: dict[str, dict[str, int]] = {}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}

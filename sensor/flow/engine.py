@@ -78,6 +78,12 @@ class FlowEngine:
         self._on_event = on_event
         self._on_close = on_close
         self._flows: dict[FlowKey, Flow] = {}
+        self.last_flow: Flow | None = None
+        # What a closed flow keeps while it lingers: nothing of its own (its two sides, with
+        # their reassemblers, are most of what a flow costs; stragglers need only the state).
+        shared = self.stats.stream
+        reasm = StreamReassembler(0, 0, shared)
+        self._closed_sides = (Side("", 0, reasm), Side("", 0, reasm))
         # Lazy heaps: an entry's time is a lower bound, checked against the flow when popped.
         self._deadlines: list[tuple[float, int, Flow]] = []
         self._recency: list[tuple[float, int, Flow]] = []
@@ -102,18 +108,20 @@ class FlowEngine:
             key = (dst, seg.dport, src, seg.sport, seg.vlan)
             idx = 1
         flow = self._flows.get(key)
+        # The flow entry of the segment just processed, for --alert-pcap's live buffers.
+        self.last_flow = flow
         if flow is None:
             # A flow starts with a SYN or with data: a late ACK, RST or bare FIN starts nothing.
             if not (seg.flags & TH_SYN or seg.payload or seg.truncated_by) or seg.flags & TH_RST:
                 return
             if self.admit is not None and not self.admit(seg):
                 return
-            flow = self._create(key, idx, seg)
+            flow = self.last_flow = self._create(key, idx, seg)
         elif flow.state >= IGNORED:
             flow.last_ts = seg.ts
             if not seg.flags & FIN_RST_SYN or not self._control(flow, idx, seg):
                 return
-            flow = self._create(key, idx, seg)
+            flow = self.last_flow = self._create(key, idx, seg)
         self._segment(flow, idx, seg)
 
     def advance(self, now: float) -> None:
@@ -270,6 +278,7 @@ class FlowEngine:
         flow.skipper = None
         for side in flow.sides:
             side.forget()
+        flow.sides = self._closed_sides
         if self.forget is not None and not was_ignored:
             self.forget(flow.key[:4])
 

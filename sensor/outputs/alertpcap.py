@@ -57,7 +57,11 @@ class Bound:
     FILES = "files"
     ASSOCIATION_BYTES = "association-bytes"
     TOTAL_BYTES = "total-bytes"
-    ALL = (FILES, ASSOCIATION_BYTES, TOTAL_BYTES)
+    # Live and standard input only: what the buffers of associations not (yet) alerting
+    # may hold in memory, and how many ended associations wait for a late decision.
+    BUFFER_BYTES = "buffer-bytes"
+    HELD = "held-associations"
+    ALL = (FILES, ASSOCIATION_BYTES, TOTAL_BYTES, BUFFER_BYTES, HELD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,9 @@ class AlertPcapLimits:
     max_files: int = 1000
     max_association_bytes: int = 4 << 20
     max_total_bytes: int = 256 << 20
+    # Live and standard input: packets are kept in memory until their association alerts.
+    max_buffer_bytes: int = 32 << 20
+    max_held: int = 1024  # ended associations kept for a late decision (a C-MOVE's)
 
 
 @dataclass(slots=True)
@@ -340,9 +347,14 @@ class _Held:
 class AssociationPcap:
     """Collects and redacts one alerting association's packets."""
 
-    def __init__(self, target: AlertTarget, linktype: int) -> None:
+    def __init__(
+        self, target: AlertTarget, linktype: int, side0: tuple[str, int] | None = None
+    ) -> None:
         self.target = target
         self.linktype = linktype
+        # The endpoint whose packets are side 0 (live: the first sender, before anyone knows
+        # who requested; the target may be named later).
+        self.side0 = side0 if side0 is not None else target.requestor
         make = DicomStream if target.protocol == "dicom" else Hl7Stream
         self.sides = (_Side(make()), _Side(make()))
         self.held: list[_Held] = []
@@ -353,7 +365,7 @@ class AssociationPcap:
 
     def add(self, seg: Segment, frame: bytes, wire: int) -> int:
         """Take one packet (redacted at once); the bytes it will add to the file."""
-        side_index = 0 if (seg.src, seg.sport) == self.target.requestor else 1
+        side_index = 0 if (seg.src, seg.sport) == self.side0 else 1
         side = self.sides[side_index]
         if seg.flags & TH_SYN:
             side.base = (seg.seq + 1) % _SEQ_MOD
@@ -404,25 +416,51 @@ class AssociationPcap:
     def records(self) -> Iterable[bytes]:
         """The pcap records, secrets zeroed (they are known once their PDU was complete)."""
         for held in self.held:
-            frame = held.frame
+            yield self._record(held)
+
+    def settled(self) -> int:
+        """How many held packets, from the first, can be written now.
+
+        A packet inside an A-ASSOCIATE PDU still incomplete waits: its secrets are not
+        placed yet (at the end, :meth:`records` zeroes such bytes whole).
+        """
+        n = 0
+        for held in self.held:
             if held.start >= 0:
-                spans = self.sides[held.side].stream.spans
-                stop = held.start + len(frame) - held.payload_at
-                for a, b in spans.zero:
-                    lo, hi = max(a, held.start), min(b, stop)
-                    if lo < hi:
-                        at = held.payload_at + lo - held.start
-                        frame[at : at + hi - lo] = bytes(hi - lo)
                 pending = self.sides[held.side].stream.pending
-                if pending is not None:
-                    # An A-ASSOCIATE PDU never completed: its bytes cannot be checked.
-                    lo = max(pending, held.start)
-                    if lo < stop:
-                        at = held.payload_at + lo - held.start
-                        frame[at:] = bytes(len(frame) - at)
-            sec = int(held.ts)
-            usec = min(999_999, round((held.ts - sec) * 1e6))
-            yield PCAP_RECORD.pack(sec, usec, len(frame), max(held.wire, len(frame))) + frame
+                if pending is not None and held.start + len(held.frame) - held.payload_at > pending:
+                    break
+            n += 1
+        return n
+
+    def take(self, n: int) -> list[bytes]:
+        """The first ``n`` held packets as pcap records, no longer held."""
+        out = [self._record(held) for held in self.held[:n]]
+        del self.held[:n]
+        return out
+
+    def _record(self, held: _Held) -> bytes:
+        """One held packet as a pcap record, secrets and unplaceable bytes zeroed."""
+        frame = held.frame
+        if held.start >= 0:
+            stream = self.sides[held.side].stream
+            stop = held.start + len(frame) - held.payload_at
+            for a, b in stream.spans.zero:
+                lo, hi = max(a, held.start), min(b, stop)
+                if lo < hi:
+                    at = held.payload_at + lo - held.start
+                    frame[at : at + hi - lo] = bytes(hi - lo)
+            pending = stream.pending
+            if pending is not None:
+                # An A-ASSOCIATE PDU never completed: its bytes cannot be checked.
+                lo = max(pending, held.start)
+                if lo < stop:
+                    at = held.payload_at + lo - held.start
+                    frame[at:] = bytes(len(frame) - at)
+        sec = int(held.ts)
+        usec = min(999_999, round((held.ts - sec) * 1e6))
+        header = PCAP_RECORD.pack(sec, usec, len(frame), max(held.wire, len(frame)))
+        return header + bytes(frame)
 
 
 def pcap_header(linktype: int) -> bytes:

@@ -38,6 +38,28 @@ ANOMALY_REASONS = (
     StreamAnomaly.OVERLAP_MISMATCH.value,  # in a followed association (flow/stream.py)
 )
 
+STATE_TABLES = (
+    "inventory-nodes",
+    "inventory-values",
+    "baseline-nodes",
+    "baseline-values",
+    "followed-services",
+)
+
+
+def state_limited(p: Any) -> dict[str, int]:
+    """How often each per-address table's bound bit (label: a ``STATE_TABLES`` value)."""
+    inventory = p.policy.inventory
+    baseline = getattr(p.policy, "baseline", None)
+    return {
+        "inventory-nodes": inventory.overflow,
+        "inventory-values": inventory.values_overflow,
+        "baseline-nodes": baseline.limited_nodes if baseline is not None else 0,
+        "baseline-values": baseline.limited_values if baseline is not None else 0,
+        "followed-services": p.followed.stats.services_forgotten,
+    }
+
+
 Family = InfoMetricFamily | CounterMetricFamily | GaugeMetricFamily
 
 
@@ -254,7 +276,8 @@ class SensorCollector(Collector):
             (
                 GaugeMetricFamily,
                 "dicom_sensor_followed_services",
-                "DICOM services (acceptor address and port) followed; no limit.",
+                "DICOM services (acceptor address and port) followed (live: at most 65,536, "
+                "the oldest forgotten first).",
                 pf.services,
             ),
             (
@@ -290,7 +313,27 @@ class SensorCollector(Collector):
             ),
         ):
             yield _single(kind, name, doc, value)
+        yield _counter(
+            "dicom_sensor_state_limited",
+            "What a bound on the sensor's per-address state turned away, by table: nodes "
+            "beyond the inventory's or baseline's 20,000, values beyond a node's 256, live "
+            "services forgotten beyond 65,536 (every association is still recorded).",
+            ("table",),
+            [(t,) for t in STATE_TABLES],
+            state_limited(p),
+        )
         pcaps = getattr(self.pipeline, "alert_pcaps", None)
+        live = getattr(self.pipeline, "live_pcaps", None)
+        if live is not None:
+            yield _single(
+                GaugeMetricFamily,
+                "dicom_sensor_alert_pcap_buffer_bytes",
+                "Bytes held in memory for --alert-pcap by associations that have not alerted "
+                "(live and standard input; bounded by --alert-pcap-max-buffer-mb).",
+                live.held_bytes,
+            )
+            if pcaps is None:
+                pcaps = live
         if pcaps is not None:
             yield _single(
                 CounterMetricFamily,

@@ -86,8 +86,19 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
             f"live flows on a port admitted only at their head (start lost): {pf.late_flows}",
             file=out,
         )
+    from .metrics import state_limited
+
+    bitten = {k: v for k, v in state_limited(pipeline).items() if v}
+    if bitten:
+        said = ", ".join(f"{k} {v}" for k, v in bitten.items())
+        print(f"state bounds that bit (associations still recorded): {said}", file=out)
     if pf.tiny_heads:
         print(f"connections followed from a 1-9 byte first payload: {pf.tiny_heads}", file=out)
+    for pcaps in (getattr(pipeline, "alert_pcaps", None), getattr(pipeline, "live_pcaps", None)):
+        limited = {k: v for k, v in pcaps.stats.limited.items() if v} if pcaps else {}
+        if limited:
+            said = ", ".join(f"{k} {v}" for k, v in sorted(limited.items()))
+            print(f"alert pcap bounds that bit (packets left out): {said}", file=out)
     for note in pipeline.notes:
         print(f"note: {note}", file=out)
     for cut in pipeline.cut_offs:

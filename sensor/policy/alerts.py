@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,14 @@ class AlertFolder:
         if len(self._open) >= MAX_FOLDS:
             _, oldest = self._open.popitem(last=False)
             out.extend(self._close(oldest))
-        self._open[key] = _Fold(finding, finding.ts, finding.ts)
+        # The fold outlives the association: it keeps the finding without the parsed
+        # A-ASSOCIATE-RQ (up to 128 presentation contexts, tens of KB), which no event uses.
+        kept = finding
+        if finding.view.request is not None:
+            kept = dataclasses.replace(
+                finding, view=dataclasses.replace(finding.view, request=None)
+            )
+        self._open[key] = _Fold(kept, finding.ts, finding.ts)
         out.append(alert_event(finding))
         return out
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TextIO
+
+from .smallset import SmallSet
 
 MAX_NODES = 20_000
 MAX_PER_NODE = 256
@@ -24,17 +28,24 @@ class Novelty(StrEnum):
 
 @dataclass(slots=True)
 class _Node:
-    ae_titles: set[str] = field(default_factory=set)
-    ports: set[int] = field(default_factory=set)
+    ae_titles: SmallSet[str] = field(default_factory=SmallSet)
+    ports: SmallSet[int] = field(default_factory=SmallSet)
 
 
 class Baseline:
-    """Nodes seen during learning are normal; after it, new ones are reported once and learned."""
+    """Nodes seen during learning are normal; after it, new ones are reported once and learned.
+
+    Bounded: ``MAX_NODES`` nodes, ``MAX_PER_NODE`` AE titles and ports each; what a bound
+    turns away is counted in ``limited`` (nodes, values), exported in
+    ``dicom_sensor_state_limited_total``.
+    """
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path
         self.started: float | None = None
         self._nodes: dict[str, _Node] = {}
+        self.limited_nodes = 0  # observations of nodes beyond MAX_NODES
+        self.limited_values = 0  # AE titles or ports beyond MAX_PER_NODE
         self.load_error: str | None = None
         self.save_failures = 0
         self._failing = False
@@ -50,8 +61,8 @@ class Baseline:
             self.started = float(started) if started is not None else None
             for ip, node in list(nodes.items())[:MAX_NODES]:
                 self._nodes[str(ip)] = _Node(
-                    {str(a) for a in node.get("ae_titles", [])[:MAX_PER_NODE]},
-                    {int(p) for p in node.get("ports", [])[:MAX_PER_NODE]},
+                    SmallSet(str(a) for a in node.get("ae_titles", [])[:MAX_PER_NODE]),
+                    SmallSet(int(p) for p in node.get("ports", [])[:MAX_PER_NODE]),
                 )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # A broken state file must not stop the sensor: learn again, and say so.
@@ -75,18 +86,25 @@ class Baseline:
         found: list[Novelty] = []
         if node is None:
             if len(self._nodes) >= MAX_NODES:
+                self.limited_nodes += 1
                 return []
-            node = self._nodes[ip] = _Node()
+            node = self._nodes[sys.intern(ip)] = _Node()
             found.append(Novelty.NODE)
         new_node = bool(found)
-        if ae_title and ae_title not in node.ae_titles and len(node.ae_titles) < MAX_PER_NODE:
-            node.ae_titles.add(ae_title)
-            if not new_node:
-                found.append(Novelty.AE_TITLE)
-        if port is not None and port not in node.ports and len(node.ports) < MAX_PER_NODE:
-            node.ports.add(port)
-            if not new_node:
-                found.append(Novelty.PORT)
+        if ae_title and ae_title not in node.ae_titles:
+            if len(node.ae_titles) < MAX_PER_NODE:
+                node.ae_titles.add(sys.intern(ae_title))
+                if not new_node:
+                    found.append(Novelty.AE_TITLE)
+            else:
+                self.limited_values += 1
+        if port is not None and port not in node.ports:
+            if len(node.ports) < MAX_PER_NODE:
+                node.ports.add(port)
+                if not new_node:
+                    found.append(Novelty.PORT)
+            else:
+                self.limited_values += 1
         return found
 
     def knows_ae_title(self, ae_title: str, counts: Callable[[str], bool] | None = None) -> bool:
@@ -106,20 +124,12 @@ class Baseline:
         """
         if self.path is None:
             return None
-        data = {
-            "version": 1,
-            "started": self.started,
-            "nodes": {
-                ip: {"ae_titles": sorted(n.ae_titles), "ports": sorted(n.ports)}
-                for ip, n in self._nodes.items()
-            },
-        }
         directory = os.path.dirname(os.path.abspath(self.path))
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
+                self._write(fh)
             os.replace(tmp, self.path)
         except OSError as exc:
             self.save_failures += 1
@@ -132,6 +142,17 @@ class Baseline:
             return f"{self.path}: cannot save the baseline: {exc.strerror or exc}"
         self._failing = False
         return None
+
+    def _write(self, fh: TextIO) -> None:
+        """The state as JSON, node by node (a whole document of 20,000 nodes costs MBs)."""
+        fh.write('{\n "nodes": {')
+        for i, ip in enumerate(sorted(self._nodes)):
+            n = self._nodes[ip]
+            node = {"ae_titles": sorted(n.ae_titles), "ports": sorted(n.ports)}
+            text = json.dumps(node, indent=1, sort_keys=True).replace("\n", "\n  ")
+            fh.write(f"{',' if i else ''}\n  {json.dumps(ip)}: {text}")
+        fh.write("\n }" if self._nodes else "}")
+        fh.write(f',\n "started": {json.dumps(self.started)},\n "version": 1\n}}')
 
 
 def state_file_problem(path: str) -> str | None:

@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Queue(Generic[V]):
+    """A FIFO in a list with a head index: what one key of a window costs.
+
+    A deque costs 760 bytes even empty and the windows keep up to 8,192 keys each, one per
+    address: a list and an index cost a seventh of that for the one to few values most hold.
+    """
+
+    __slots__ = ("_head", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[V] = []
+        self._head = 0
+
+    def append(self, value: V) -> None:
+        self._items.append(value)
+
+    def popleft(self) -> None:
+        self._head += 1
+        if self._head * 2 >= len(self._items):
+            del self._items[: self._head]
+            self._head = 0
+
+    def first(self) -> V:
+        return self._items[self._head]
+
+    def last(self) -> V:
+        return self._items[-1]
+
+    def set_last(self, value: V) -> None:
+        self._items[-1] = value
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def __iter__(self) -> Iterator[V]:
+        items = self._items
+        return (items[i] for i in range(self._head, len(items)))
 
 
 class WindowCount(Generic[K]):
@@ -16,7 +56,7 @@ class WindowCount(Generic[K]):
         self.window = window
         self.max_keys = max_keys
         self.max_events = max_events
-        self._events: OrderedDict[K, deque[float]] = OrderedDict()
+        self._events: OrderedDict[K, _Queue[float]] = OrderedDict()
 
     def add(self, key: K, ts: float) -> int:
         """Record one event for ``key``; return how many it has in the window."""
@@ -24,12 +64,12 @@ class WindowCount(Generic[K]):
         if q is None:
             if len(self._events) >= self.max_keys:
                 self._events.popitem(last=False)
-            q = self._events[key] = deque()
+            q = self._events[key] = _Queue()
         else:
             self._events.move_to_end(key)
         q.append(ts)
         floor = ts - self.window
-        while q and q[0] < floor:
+        while q and q.first() < floor:
             q.popleft()
         while len(q) > self.max_events:
             q.popleft()
@@ -43,7 +83,9 @@ class WindowDistinct(Generic[K]):
         self.window = window
         self.max_keys = max_keys
         self.max_values = max_values
-        self._seen: OrderedDict[K, OrderedDict[Hashable, float]] = OrderedDict()
+        # Per key a plain dict (insertion ordered; half an OrderedDict's size): the oldest
+        # value first, a value seen again moved to the end.
+        self._seen: OrderedDict[K, dict[Hashable, float]] = OrderedDict()
 
     def add(self, key: K, value: Hashable, ts: float) -> int:
         """Note ``value`` for ``key``; return how many distinct values it has in the window."""
@@ -51,7 +93,7 @@ class WindowDistinct(Generic[K]):
         if values is None:
             if len(self._seen) >= self.max_keys:
                 self._seen.popitem(last=False)
-            values = self._seen[key] = OrderedDict()
+            values = self._seen[key] = {}
         else:
             self._seen.move_to_end(key)
         values.pop(value, None)
@@ -71,7 +113,7 @@ class WindowSum(Generic[K]):
     def __init__(self, window: float, max_keys: int = 8192) -> None:
         self.window = window
         self.max_keys = max_keys
-        self._buckets: OrderedDict[K, deque[tuple[int, int]]] = OrderedDict()
+        self._buckets: OrderedDict[K, _Queue[tuple[int, int]]] = OrderedDict()
 
     def add(self, key: K, amount: int, ts: float) -> int:
         """Add ``amount`` at ``ts``; return the key's total within the window."""
@@ -79,15 +121,15 @@ class WindowSum(Generic[K]):
         if q is None:
             if len(self._buckets) >= self.max_keys:
                 self._buckets.popitem(last=False)
-            q = self._buckets[key] = deque()
+            q = self._buckets[key] = _Queue()
         else:
             self._buckets.move_to_end(key)
         second = int(ts)
-        if q and q[-1][0] == second:
-            q[-1] = (second, q[-1][1] + amount)
+        if q and q.last()[0] == second:
+            q.set_last((second, q.last()[1] + amount))
         else:
             q.append((second, amount))
         floor = ts - self.window
-        while q and q[0][0] < floor - 1:
+        while q and q.first()[0] < floor - 1:
             q.popleft()
         return sum(a for _, a in q)

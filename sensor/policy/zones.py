@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -81,7 +82,7 @@ class ZoneMap:
                 break
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
-        self._cache[address] = zone
+        self._cache[sys.intern(address)] = zone
         return zone
 
 

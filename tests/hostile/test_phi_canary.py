@@ -297,3 +297,16 @@ def test_no_canary_in_the_alert_pcaps_of_mangled_pdus(tmp_path: Path, how: str) 
                      extra=["--alert-pcap", str(pcaps)])  # fmt: skip
     assert run.rc == 0, run.stderr
     assert hits(run, _alert_pcaps(pcaps)) == []
+
+
+def test_no_canary_in_the_alert_pcaps_from_standard_input(tmp_path: Path) -> None:
+    # Standard input is read once: the packets are kept as they pass (as live), redacted at
+    # once by the same code; the pcaps must hold no more than the offline ones.
+    pcaps = tmp_path / "alert-pcaps"
+    run = run_sensor(["-"], tmp_path / "out", stdin=CAPTURE.read_bytes(),
+                     extra=["--alert-pcap", str(pcaps)])  # fmt: skip
+    assert run.rc == 0, run.stderr
+    written = _alert_pcaps(pcaps)
+    assert len(written) >= 5
+    assert "CANARYSCU" in "".join(written.values())
+    assert hits(run, written) == []

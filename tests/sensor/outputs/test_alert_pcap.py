@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +111,81 @@ def test_total_bytes_bound(tmp_path: Path) -> None:
     assert total <= (1 << 20) + 24 * 10
 
 
-def test_standard_input_is_noted_not_kept(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    pcaps = tmp_path / "pcaps"
-    run = subprocess.run(
-        [sys.executable, "-m", "sensor.cli", "read", "-", "--alert-pcap", str(pcaps)],
-        input=CANARY.read_bytes(), capture_output=True, cwd=ROOT, timeout=120, check=False,
+def _stdin(capture: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "read", "-", *args],
+        input=capture.read_bytes(), capture_output=True, cwd=ROOT, timeout=120, check=False,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("capture", [PERIMETER, CREDENTIALS, CANARY], ids=lambda p: p.parent.name)
+def test_standard_input_keeps_packets_as_they_pass(capture: Path, tmp_path: Path) -> None:
+    # Read once, kept as they pass (as live): the same files, byte for byte, and index.
+    offline, stdin = tmp_path / "offline", tmp_path / "stdin"
+    _read([capture], tmp_path, "--alert-pcap", str(offline))
+    run = _stdin(capture, "--alert-pcap", str(stdin), "-q")
     assert run.returncode == 0, run.stderr
-    assert b"standard input is read once" in run.stderr
-    assert not list(pcaps.glob("*.pcap"))
+    files = sorted(p.name for p in offline.glob("*.pcap"))
+    assert files and sorted(p.name for p in stdin.glob("*.pcap")) == files
+    for name in files:
+        assert (stdin / name).read_bytes() == (offline / name).read_bytes()
+    lines = sorted((offline / "index.jsonl").read_text().splitlines())
+    assert sorted((stdin / "index.jsonl").read_text().splitlines()) == lines
+
+
+def test_standard_input_buffer_bound_keeps_heads(tmp_path: Path) -> None:
+    # 1 MiB of buffers cannot hold the canary capture's associations whole: what does not fit
+    # is counted, and every alerting association still gets a pcap of its head.
+    stdin = tmp_path / "stdin"
+    metrics = tmp_path / "m.prom"
+    run = _stdin(CANARY, "--alert-pcap", str(stdin), "--alert-pcap-max-buffer-mb", "1",
+                 "--metrics", str(metrics), "-q")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    text = metrics.read_text()
+    assert "dicom_sensor_alert_pcap_buffer_bytes 0.0" in text  # all released at the end
+    limited = [ln for ln in text.splitlines() if ln.startswith("dicom_sensor_alert_pcap_limited")]
+    assert any('bound="buffer-bytes"' in ln for ln in limited)
+    assert len(list(stdin.glob("*.pcap"))) >= 5
+
+
+def test_a_late_decision_finds_the_ended_association(tmp_path: Path) -> None:
+    # An association that carried a C-MOVE-RQ keeps its packets after it ends, for
+    # decide_within seconds: a finding made then (move-unknown-destination decided late)
+    # writes its pcap; an association without a C-MOVE is dropped at its end.
+    from types import SimpleNamespace
+
+    from dissectors.registry import load_dissectors
+    from sensor.capture.bpf import all_tcp_filter
+    from sensor.capture.offline import OfflineCapture, ReadResult
+    from sensor.pipeline import Pipeline
+
+    capture = ROOT / "pcaps/dcmtk-find-move-get/capture.pcap"
+    pipeline = Pipeline(load_dissectors())
+    live = pipeline.keep_alert_packets(str(tmp_path / "pcaps"))
+    records: list[dict[str, Any]] = []
+    pipeline.record_sinks.append(records.append)
+    pipeline.policy_config.rules["move-unknown-destination"].params["decide_within"] = 30.0
+    source = OfflineCapture(str(capture))
+    pipeline.follow_all()  # as a live source: every TCP packet, once, through feed()
+    pipeline.feed(source.packets(all_tcp_filter(source.linktype), ReadResult()), source.decoder())
+    movers = [r for r in records if "C-MOVE-RQ" in r["dicom"]["dimse"]]
+    assert movers and len(records) > len(movers)
+    held = len(live._held)
+    assert held == len(movers)
+    mover = movers[0]
+    view = SimpleNamespace(
+        requestor_ip=mover["source"]["ip"], requestor_port=mover["source"]["port"],
+        acceptor_ip=mover["destination"]["ip"], acceptor_port=mover["destination"]["port"],
+    )  # fmt: skip
+    assert live.alerted_late(view, "move-unknown-destination")
+    live.expire(pipeline.last_ts + 31 + 30)  # past decide_within and the teardown
+    assert not live._held
+    pipeline.finish()
+    [entry] = _jsonl(tmp_path / "pcaps" / "index.jsonl")
+    assert entry["rules"] == ["move-unknown-destination"]
+    assert entry["community_id"] == mover["network"]["community_id"]
+    again = _read([tmp_path / "pcaps" / entry["file"]], tmp_path)["records"]
+    assert [_same(r) for r in again] == [_same(mover)]
 
 
 # -- the redactors, byte by byte ------------------------------------------------------

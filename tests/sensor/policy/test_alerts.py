@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,26 @@ def test_first_finding_is_emitted_at_once() -> None:
     assert event["event"]["action"] == "detected"
     assert event["dicom"]["alert"]["count"] == 1
     assert folder.flush() == []  # nothing was repeated: no folded event
+
+
+def test_a_fold_keeps_no_parsed_request() -> None:
+    # A fold lives for the window, after its association: it must not keep the parsed
+    # A-ASSOCIATE-RQ (128 presentation contexts in the live flood), and the folded event
+    # must not need it.
+    from dissectors.dicom.pdu import AssociateRQ, parse_pdu
+
+    rq, _ = parse_pdu(f.storage_rq())
+    assert isinstance(rq, AssociateRQ)
+    folder = AlertFolder(WINDOW)
+    base = finding()
+    first = Finding(base.rule, replace(base.view, request=rq), T0, "First")
+    [detected] = folder.offer(first)
+    assert folder.offer(Finding(base.rule, replace(base.view, request=rq), T0 + 1, "R")) == []
+    kept = [fold.first for fold in folder._open.values()]  # what the fold holds
+    assert [k.view.request for k in kept] == [None]
+    [folded] = folder.flush()
+    assert folded["event"]["action"] == "folded"
+    assert folded["source"] == detected["source"] and folded["dicom"]["alert"]["count"] == 1
 
 
 @pytest.mark.parametrize("repeats", [1, 2, 9])

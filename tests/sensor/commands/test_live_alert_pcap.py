@@ -1,0 +1,100 @@
+"""Live ``capture --alert-pcap``: the same associations as ``read --alert-pcap``, no PHI.
+
+A zones capture (real DCMTK and pynetdicom peers, see pcaps/zones/README.md) is replayed by
+tcpreplay onto a veth pair of our own while ``capture -i`` runs on the other end. Each live
+alert pcap is read back through ``dicom-sensor read`` and must give the association the
+offline ``read --alert-pcap`` of the same capture gives (tcpreplay stamps new times, so the
+files are compared by what they decode to, not by name). The PHI canary captures are
+replayed the same way and every live alert pcap is searched for every canary. About 20 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensor.cli import main
+from tests.hostile.test_phi_canary import CANARIES, CAPTURE, OTHER_CANARY_CAPTURES, forms
+from tests.sensor.liveplay import replay
+
+ROOT = Path(__file__).resolve().parents[3]
+ZONES = ROOT / "pcaps" / "zones"
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root: veth and raw capture"
+)
+
+
+def _identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    dicom = record["dicom"]
+    return (
+        record["source"]["ip"],
+        record["source"]["port"],
+        record["destination"]["ip"],
+        record["destination"]["port"],
+        record["network"]["community_id"],
+        dicom["calling_ae_title"],
+        dicom["called_ae_title"],
+        dicom["association"]["result"],
+        json.dumps(dicom["dimse"], sort_keys=True),
+        json.dumps(dicom.get("presentation_contexts"), sort_keys=True),
+    )
+
+
+def _read_back(directory: Path, tmp_path: Path) -> list[tuple[Any, ...]]:
+    """Each alert pcap of ``directory`` read through the sensor: its association(s)."""
+    out: list[tuple[Any, ...]] = []
+    pcaps = sorted(directory.glob("*.pcap"))
+    assert pcaps, f"no alert pcap in {directory}"
+    for i, pcap in enumerate(pcaps):
+        records = tmp_path / f"{directory.name}-{i}.jsonl"
+        assert main(["read", str(pcap), "--associations", str(records), "-q"]) == 0
+        lines = records.read_text().splitlines()
+        assert len(lines) == 1, f"{pcap.name}: {len(lines)} associations"
+        out.append(_identity(json.loads(lines[0])))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("case", ["perimeter", "credentials-move-query"])
+def test_live_alert_pcaps_read_back_as_offline(
+    veth: tuple[str, str], tmp_path: Path, case: str
+) -> None:
+    capture, config = ZONES / case / "capture.pcap", ZONES / case / "config.yaml"
+    offline = tmp_path / "offline"
+    rc = main(["read", str(capture), "-c", str(config), "--alert-pcap", str(offline), "-q"])
+    assert rc == 0
+    live = tmp_path / "live"
+    run = replay(veth, [capture], 400, tmp_path / "assoc.jsonl",
+                 "-c", str(config), "--alert-pcap", str(live))  # fmt: skip
+    assert run.stopped["dropped_kernel"] == 0
+    assert run.stopped["alert_pcap_files"] == len(list(offline.glob("*.pcap")))
+    assert _read_back(live, tmp_path) == _read_back(offline, tmp_path)
+    index = [json.loads(line) for line in (live / "index.jsonl").read_text().splitlines()]
+    assert sorted(e["file"] for e in index) == sorted(p.name for p in live.glob("*.pcap"))
+    offline_rules = sorted(
+        json.dumps(e["rules"]) for e in map(json.loads, (offline / "index.jsonl").open())
+    )
+    assert sorted(json.dumps(e["rules"]) for e in index) == offline_rules
+
+
+def test_no_canary_in_live_alert_pcaps(veth: tuple[str, str], tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    captures = [CAPTURE, *OTHER_CANARY_CAPTURES]
+    run = replay(veth, captures, 400, tmp_path / "assoc.jsonl", "--alert-pcap", str(live))
+    assert run.stopped["dropped_kernel"] == 0
+    written = {p.name: p.read_bytes().decode("latin-1") for p in sorted(live.glob("*.pcap"))}
+    # Every association of the canary capture alerts (credentials in clear), and so on.
+    assert len(written) >= 7
+    assert "CANARYSCU" in "".join(written.values())  # A-ASSOCIATE-RQs are kept
+    found = []
+    for where, text in written.items():
+        for name, value in CANARIES.items():
+            for form, needle in forms(value):
+                haystack = text.lower() if form == "text" else text
+                if needle and needle in haystack:
+                    found.append(f"{name} ({form}) in {where}")
+    assert found == []
