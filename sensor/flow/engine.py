@@ -20,6 +20,7 @@ from dissectors.base import (
 )
 
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from ..capture.fastread import Report as FastReport
 from ..capture.fastread import endpoint as fast_endpoint
 from ..capture.fastread import flow_key as fast_flow_key
 from .stream import Chunk, Gap, OverlapMismatch, StreamReassembler
@@ -159,7 +160,12 @@ class FlowEngine:
             Side(
                 ip,
                 port,
-                StreamReassembler(cfg.reassembly_max_bytes, cfg.reassembly_max_segments, shared),
+                StreamReassembler(
+                    cfg.reassembly_max_bytes,
+                    cfg.reassembly_max_segments,
+                    shared,
+                    cfg.reassembly_max_unacked_bytes,
+                ),
             )
             for ip, port in ends
         )
@@ -302,13 +308,17 @@ class FlowEngine:
         if seg.truncated_by:
             self.stats.truncated_segments += 1
         other = flow.sides[1 - idx].reasm
-        if flags & TH_ACK and other.buffered_segments:
-            # The peer has everything below this ACK: a hole under it was lost by the capture.
-            lost = other.acked(seg.ack)
-            if lost:
-                self._route(flow, 1 - idx, lost, ts)
-                if flow.removed or flow.state == IGNORED:
-                    return
+        if flags & TH_ACK:
+            if other.kept_bytes or not other.acks_seen:
+                # The peer has what it acknowledged: no copy of it need be compared any more.
+                other.release(seg.ack)
+            if other.buffered_segments:
+                # The peer has everything below this ACK: a hole under it was lost by the capture.
+                lost = other.acked(seg.ack)
+                if lost:
+                    self._route(flow, 1 - idx, lost, ts)
+                    if flow.removed or flow.state == IGNORED:
+                        return
         skipper = flow.skipper
         if (
             skipper is not None
@@ -324,7 +334,9 @@ class FlowEngine:
             n = len(seg.payload)
             direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
             try:
-                if skipper.skippable(direction) >= n and side.reasm.skip(seg.seq, n, ts):
+                if skipper.skippable(direction) >= n and side.reasm.skip(
+                    seg.seq, n, ts, seg.payload
+                ):
                     events = skipper.skip(direction, n, ts)
                     if events:
                         self._emit(flow, skipper, events)
@@ -385,12 +397,13 @@ class FlowEngine:
             return
         # The C side numbers directions by the lower endpoint of the key.
         data_dir = 0 if (idx == 0) == side0_lower else 1
-        self.fast.register(key, data_dir, seq, seq + n)
+        keep = self.config.reassembly_max_unacked_bytes if side.reasm.acks_seen else 0
+        self.fast.register(key, data_dir, seq, seq + n, keep)
         self._fast_regs[key] = [flow, idx, seq]
 
-    def fast_report(self, report: tuple[bytes, int, int, int, float], final: bool) -> None:
+    def fast_report(self, report: FastReport, final: bool) -> None:
         """Account what the compiled reader absorbed for a flow (``final``: it let go)."""
-        key, nbytes, data_packets, acks, last_ts = report
+        key, nbytes, data_packets, acks, last_ts, kept, dropped, ack_data, ack_other = report
         reg = self._fast_regs.pop(key, None) if final else self._fast_regs.get(key)
         if reg is None:
             return
@@ -421,6 +434,14 @@ class FlowEngine:
                 return
             if events:
                 self._emit(flow, skipper, events)
+        # What the reader kept of the absorbed bytes, and the ACKs it saw, for comparisons.
+        reasm = side.reasm
+        if ack_data >= 0:
+            reasm.release(ack_data)
+        if kept is not None or dropped:
+            reasm.absorbed(kept or b"", dropped)
+        if ack_other >= 0:
+            flow.sides[1 - idx].reasm.release(ack_other)
 
     def fast_release(self) -> None:
         """The compiled reader is done: what it still absorbs is accounted, then forgotten."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right, insort
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +17,10 @@ _SEQ_SPACE = 1 << 32
 
 DEFAULT_MAX_BUFFER_BYTES = 1 << 20
 DEFAULT_MAX_BUFFER_SEGMENTS = 1024
+# Delivered bytes kept until the peer acknowledges them, to compare retransmitted copies with
+# (Suricata keeps a segment until the receiver ACKs it, for the same check). On a LAN the
+# bytes in flight are a few tens of KiB; past the cap the oldest are let go and counted.
+DEFAULT_MAX_UNACKED_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,11 @@ class ReassemblyStats:
     overlap_mismatches: int = 0
     gaps: int = 0
     gap_bytes: int = 0
+    # Delivered bytes let go unacknowledged because the per-direction cap bit.
+    unacked_dropped_bytes: int = 0
+    # Retransmitted bytes of delivered stream that could not be compared with the copy
+    # decoded: let go at the cap, or never kept (no ACK of the peer seen, a gap).
+    uncompared_bytes: int = 0
 
     def by_reason(self) -> dict[StreamAnomaly, int]:
         """The anomaly counts keyed by their closed reason."""
@@ -91,19 +101,31 @@ class StreamReassembler:
     Offsets count stream bytes from the first one (unbounded, so 32-bit sequence wraparound
     never reaches the buffer); a held run is its captured bytes followed by ``missing`` bytes
     that the snaplen cut off, which come out as a Gap when their turn comes.
+
+    Delivered bytes are kept until the peer's ACK passes them (``release``), at most
+    ``max_unacked_bytes`` and ``max_unacked_segments`` of them, so that a retransmitted copy
+    of bytes already delivered in order is compared with the copy that was decoded. Nothing
+    is kept before the peer's first ACK is seen: on a one-sided capture none ever comes, and
+    its retransmissions are counted as not compared rather than held forever.
     """
 
     __slots__ = (
+        "_acked",
         "_base",
         "_buffered",
         "_fin",
         "_hole_acked",
+        "_kept",
         "_max_bytes",
         "_max_segments",
+        "_max_unacked",
+        "_max_unacked_segments",
         "_next",
         "_runs",
         "_starts",
+        "acks_seen",
         "fin_reached",
+        "kept_bytes",
         "last_ts",
         "mismatches",
         "started",
@@ -116,11 +138,16 @@ class StreamReassembler:
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         max_buffer_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
         stats: ReassemblyStats | None = None,
+        max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES,
+        max_unacked_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
     ) -> None:
-        if max_buffer_bytes < 0 or max_buffer_segments < 0:
+        caps = (max_buffer_bytes, max_buffer_segments, max_unacked_bytes, max_unacked_segments)
+        if min(caps) < 0:
             raise ValueError("reassembly caps must not be negative")
         self._max_bytes = max_buffer_bytes
         self._max_segments = max_buffer_segments
+        self._max_unacked = max_unacked_bytes
+        self._max_unacked_segments = max_unacked_segments
         self.stats = stats if stats is not None else ReassemblyStats()
         self._base = 0  # sequence number of stream offset 0
         self._next = 0  # stream offset of the next byte to deliver
@@ -134,6 +161,11 @@ class StreamReassembler:
         self.fin_reached = False
         self.last_ts = 0.0
         self.mismatches = 0  # this direction's overlaps whose copies differed
+        # Delivered runs (stream offset, bytes) the peer has not acknowledged yet, oldest first.
+        self._kept: deque[tuple[int, bytes]] = deque()
+        self.kept_bytes = 0
+        self._acked = 0  # stream offset below which the peer acknowledged everything
+        self.acks_seen = False  # whether an ACK of the peer was seen: only then is data kept
 
     @property
     def offset(self) -> int:
@@ -197,20 +229,60 @@ class StreamReassembler:
             return None
         return (self._base + self._next) & _SEQ_MASK
 
-    def skip(self, seq: int, n: int, ts: float) -> bool:
+    def skip(self, seq: int, n: int, ts: float, payload: bytes | None = None) -> bool:
         """Take the in-order segment at ``seq`` by its length ``n`` alone; False if it is not one.
 
         Only a segment that starts exactly where the stream stands, with nothing held out of
         order and no FIN known, qualifies: then ``add`` would deliver it whole, untouched and
         uncounted, and its bytes need not be copied. Anything else goes through ``add``.
+        ``payload``, when given, is kept (not copied) until acknowledged, as ``add`` keeps it.
         """
         if self._starts or self._fin is not None or not self.started:
             return False
         if (seq - self._base - self._next) & _SEQ_MASK:
             return False
         self.last_ts = ts
+        if payload is not None and self.acks_seen:
+            self._keep(payload)
         self._next += n
         return True
+
+    def absorbed(self, data: bytes, dropped: int) -> None:
+        """The compiled reader's copy of the last bytes it absorbed, not yet acknowledged.
+
+        ``data`` ends where the stream stands (``skip`` accounted it already); ``dropped``
+        bytes before it were let go unacknowledged at the reader's own cap.
+        """
+        self.stats.unacked_dropped_bytes += dropped
+        if data and self.acks_seen:
+            at = self._next - len(data)
+            kept = self._kept
+            while kept and kept[-1][0] + len(kept[-1][1]) > at:
+                # Cannot happen when the reader took over at the stream's end; never keep
+                # two copies of one offset.
+                self.kept_bytes -= len(kept.pop()[1])
+            kept.append((at, data))
+            self.kept_bytes += len(data)
+            self._trim_kept()
+
+    def release(self, ack: int) -> None:
+        """The peer acknowledged up to ``ack``: kept delivered bytes below it are let go."""
+        self.acks_seen = True
+        if not self.started:
+            return
+        delta = (ack - self._base - self._next) & _SEQ_MASK
+        # At or past what was delivered (an ACK may overtake its data on a span port): all.
+        to = self._next if delta < _SEQ_HALF else self._next + delta - _SEQ_SPACE
+        if to <= self._acked:
+            return
+        self._acked = to
+        kept = self._kept
+        while kept:
+            at, data = kept[0]
+            if at + len(data) > to:
+                break
+            kept.popleft()
+            self.kept_bytes -= len(data)
 
     def acked(self, ack: int) -> list[Chunk]:
         """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
@@ -247,6 +319,8 @@ class StreamReassembler:
         self._starts.clear()
         self._runs.clear()
         self._buffered = 0
+        self._kept.clear()
+        self.kept_bytes = 0
 
     def _clip_held(self, limit: int) -> None:
         """Forget held bytes at or past ``limit`` (they came after the FIN)."""
@@ -267,6 +341,9 @@ class StreamReassembler:
         """Make ``seq`` stream offset 0."""
         self._base = seq
         self._next = 0
+        self._acked = 0
+        self._kept.clear()
+        self.kept_bytes = 0
         self.started = True
 
     def _take(self, start: int, data: bytes, missing: int, out: list[Chunk]) -> None:
@@ -275,10 +352,12 @@ class StreamReassembler:
         end = start + len(data) + missing
         if end <= nxt:
             self.stats.retransmissions += 1
+            self._compare(start, data)
             return
         if start < nxt:
-            # Partly seen already: the first copy wins and what was delivered is gone.
+            # Partly seen already: the first copy wins; compare with it while it is kept.
             self.stats.overlaps += 1
+            self._compare(start, data)
             data, missing = _piece(start, data, missing, nxt, end)
             start = nxt
         if start == nxt and not self._starts:
@@ -288,6 +367,54 @@ class StreamReassembler:
         self._drain(out)
         while self._buffered > self._max_bytes or len(self._starts) > self._max_segments:
             self._jump(self._starts[0], out)
+
+    def _compare(self, start: int, data: bytes) -> None:
+        """Compare a copy at ``start`` with the kept delivered bytes it covers.
+
+        Bytes the peer acknowledged are not looked at: the receiver already has (and kept)
+        the first copy, and drops this one. Delivered bytes no longer or never kept are
+        counted as not compared.
+        """
+        hi = min(start + len(data), self._next)
+        lo = max(start, self._acked)
+        if hi <= lo:
+            return
+        covered = 0
+        differs = False
+        # Newest first: retransmissions are of recent bytes.
+        for at, kept in reversed(self._kept):
+            if at >= hi:
+                continue
+            kend = at + len(kept)
+            if kend <= lo:
+                break
+            a = max(lo, at)
+            b = min(hi, kend)
+            covered += b - a
+            if not differs and data[a - start : b - start] != kept[a - at : b - at]:
+                differs = True
+        if covered < hi - lo:
+            self.stats.uncompared_bytes += hi - lo - covered
+        if differs:
+            self.stats.overlap_mismatches += 1
+            self.mismatches += 1
+
+    def _keep(self, data: bytes) -> None:
+        """Keep bytes delivered at the stream's current offset until they are acknowledged."""
+        self._kept.append((self._next, data))
+        self.kept_bytes += len(data)
+        if self.kept_bytes > self._max_unacked or len(self._kept) > self._max_unacked_segments:
+            self._trim_kept()
+
+    def _trim_kept(self) -> None:
+        """Let the oldest kept bytes go, unacknowledged, while over a cap; count them."""
+        kept = self._kept
+        while kept and (
+            self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments
+        ):
+            data = kept.popleft()[1]
+            self.kept_bytes -= len(data)
+            self.stats.unacked_dropped_bytes += len(data)
 
     def _hold(self, start: int, data: bytes, missing: int) -> None:
         """Keep the parts of a run that no held run covers; compare the parts that one does."""
@@ -355,6 +482,8 @@ class StreamReassembler:
         """Emit in-order bytes and the lost bytes after them."""
         if data:
             out.append(data)
+            if self.acks_seen:
+                self._keep(data)
             self._next += len(data)
         if missing:
             self._lose(missing, out)
