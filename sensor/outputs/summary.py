@@ -72,6 +72,15 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
             f"C-MOVEs decided early (more than 8,192 awaiting their destination): {limited}",
             file=out,
         )
+    uncompared = stats.stream.uncompared_bytes
+    if uncompared or stats.stream.unacked_dropped_bytes:
+        keep = _human_bytes(pipeline.engine.config.reassembly_max_unacked_bytes)
+        print(
+            f"retransmitted bytes not compared with the decoded copy: {uncompared:,}; "
+            f"delivered bytes let go unacknowledged ({keep} kept per direction): "
+            f"{stats.stream.unacked_dropped_bytes:,}",
+            file=out,
+        )
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)
