@@ -12,6 +12,7 @@ from .constants import (
     UserInfoType,
 )
 from .errors import Reason
+from .extneg import ApplicationInformation, decode_application_information
 from .limits import Limits
 from .memo import Memo
 from .text import UID_MEMO, short_text, uid_memo
@@ -109,11 +110,17 @@ class SOPClassExtendedNegotiation:
     """SOP Class Extended Negotiation Sub-Item 0x56 (PS3.7 D.3.3.5).
 
     Offsets: 4 UID length (2), 6 SOP class UID, then service class application
-    information (the rest); only its length is kept.
+    information (the rest), decoded by the SOP class's PS3.4 layout where it has one
+    (``extneg.py``); for other SOP classes only its length is kept.
     """
 
     sop_class_uid: str
-    application_information_length: int
+    application_information: ApplicationInformation
+
+    @property
+    def application_information_length(self) -> int:
+        """Length of the service class application information field."""
+        return self.application_information.length
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +222,9 @@ def iter_items(
             problems.add(Reason.TRUNCATED)
             break
         item_type, length = ITEM_HEADER.unpack_from(buf, pos)
+        if buf[pos + 1]:
+            # Sent as 00H, not tested (PS3.7 D.3.3, PS3.8 9.3): decoded all the same.
+            problems.add(Reason.RESERVED_BITS)
         if pos + 4 + length > end:
             problems.add(Reason.BAD_LENGTH)
             break
@@ -265,6 +275,9 @@ def parse_presentation_context_rq(
     context_id = buf[off]
     if context_id % 2 == 0:
         problems.add(Reason.BAD_VALUE)
+    # Bytes 6-8 are reserved (PS3.8 Table 9-14) but not checked: DCMTK sends FFH in byte 7
+    # of every context it proposes (the AC's result position), so a flag there would mark
+    # most associations of the most common toolkit and say nothing.
     pos, end = off + 4, off + length
     unpack, uid_get = ITEM_HEADER.unpack_from, UID_MEMO.get
     if end - pos >= 4:
@@ -272,7 +285,7 @@ def parse_presentation_context_rq(
         # that order, byte for byte, and all well formed (only such runs are remembered).
         sub_type, sub_len = unpack(buf, pos)
         run = pos + 4 + sub_len
-        if sub_type == _ABSTRACT and run < end:
+        if sub_type == _ABSTRACT and run < end and not buf[pos + 1]:
             known = TRANSFER_RUNS.get(buf[run:end])
             if known is not None and len(known) <= limits.max_transfer_syntaxes:
                 raw = buf[pos + 4 : run]
@@ -301,6 +314,8 @@ def parse_presentation_context_rq(
             framing = Reason.TOO_MANY
             break
         left -= 1
+        if buf[value - 3]:
+            later.append(Reason.RESERVED_BITS)  # the sub-item's reserved byte
         if sub_type == _TRANSFER:
             raw = buf[value:pos]
             name, ok = uid_get(raw) or uid_memo(raw)
@@ -341,11 +356,13 @@ def parse_presentation_context_ac(
     result = buf[off + 2]
     if result > 4:
         problems.add(Reason.BAD_VALUE)
+    if buf[off + 1] or buf[off + 3]:
+        problems.add(Reason.RESERVED_BITS)  # PS3.8 Table 9-18: sent as 00H, not tested
     pos, end = off + 4, off + length
     unpack = ITEM_HEADER.unpack_from
     if end - pos >= 4 and limits.max_transfer_syntaxes:
         sub_type, sub_len = unpack(buf, pos)
-        if sub_type == _TRANSFER and pos + 4 + sub_len == end:
+        if sub_type == _TRANSFER and pos + 4 + sub_len == end and not buf[pos + 1]:
             # The usual shape: exactly one transfer syntax sub-item filling the context.
             if not sub_len:
                 return PresentationContextAC(context_id, result, None)
@@ -372,6 +389,8 @@ def parse_presentation_context_ac(
             framing = Reason.TOO_MANY
             break
         left -= 1
+        if buf[value - 3]:
+            later.append(Reason.RESERVED_BITS)  # the sub-item's reserved byte
         if sub_type == _TRANSFER and transfer is None:
             # PS3.8: the transfer syntax is not significant unless the context was accepted.
             transfer = ""
@@ -529,12 +548,13 @@ def parse_user_information(
             if field is None:
                 problems.add(Reason.BAD_LENGTH)
                 continue
-            ext.append(
-                SOPClassExtendedNegotiation(
-                    _uid_value(buf, field[0], field[1], problems),
-                    s_off + s_len - (field[0] + field[1]),
-                )
+            sop_class = _uid_value(buf, field[0], field[1], problems)
+            info = decode_application_information(
+                sop_class, bytes(buf[field[0] + field[1] : s_off + s_len])
             )
+            for reason in info.anomalies:
+                problems.add(reason)
+            ext.append(SOPClassExtendedNegotiation(sop_class, info))
         elif sub_type == UserInfoType.SOP_CLASS_COMMON_EXTENDED_NEGOTIATION:
             item = _common_extended(buf, s_off, s_len, limits, problems)
             if item is not None:

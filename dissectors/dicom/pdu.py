@@ -202,8 +202,12 @@ def _associate(
     if type(body) is not bytes:
         body = bytes(body)  # UIDs are memoized by their raw bytes, which must be hashable
     parts = _AssociateParts()
-    version, _, called_raw, calling_raw = _ASSOC_FIXED.unpack_from(body, 0)
+    version, reserved, called_raw, calling_raw = _ASSOC_FIXED.unpack_from(body, 0)
     problems = ItemProblems()
+    if reserved or (is_request and body[36:ASSOCIATE_FIXED_LENGTH].count(0) != 32):
+        # Sent as zeros, not tested (PS3.8 Tables 9-11, 9-17); the AC's 32 bytes echo the
+        # RQ's and its AE title fields are not tested either: only its 2 bytes are checked.
+        problems.add(Reason.RESERVED_BITS)
     parts.version = version
     parts.called, ok1 = ae_title(called_raw)
     parts.calling, ok2 = ae_title(calling_raw)
@@ -257,6 +261,8 @@ def _items(
         if end - pos < 4:
             return Reason.TRUNCATED
         item_type, length = unpack(body, pos)
+        if body[pos + 1]:
+            problems.add(Reason.RESERVED_BITS)  # an item header's reserved byte (PS3.8 9.3)
         off = pos + 4
         pos = off + length
         if pos > end:

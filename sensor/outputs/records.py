@@ -78,6 +78,25 @@ def _user_identity(state: AssociationState) -> dict[str, Any] | None:
     return out
 
 
+def _extended_negotiations(
+    rq_ui: UserInformation | None, ac_ui: UserInformation | None
+) -> list[dict[str, Any]]:
+    """SOP class extended negotiation (0x56) of both sides, application information decoded."""
+    out = []
+    for side, ui in (("requestor", rq_ui), ("acceptor", ac_ui)):
+        for ext in ui.extended_negotiations if ui else ():
+            info = ext.application_information
+            item: dict[str, Any] = {
+                "side": side,
+                "sop_class_uid": ext.sop_class_uid,
+                "service": info.service,
+                "length": info.length,
+            }
+            item.update(info.fields)
+            out.append(item)
+    return out
+
+
 def envelope(
     info: FlowInfo, first: float, last: float, protocol: str, dataset: str
 ) -> dict[str, Any]:
@@ -168,6 +187,9 @@ def build_record(info: FlowInfo, session: DicomSession) -> dict[str, Any]:
     ]
     if roles:
         dicom["role_selections"] = roles
+    extended = _extended_negotiations(rq_ui, ac_ui)
+    if extended:
+        dicom["extended_negotiations"] = extended
     dicom["dimse"] = dict(sorted(state.dimse.items()))
     dicom["dimse_status"] = dict(sorted(state.dimse_status.items()))
     if state.move_destinations:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dissectors.dicom import DEFAULT_LIMITS, Limits, Reason, parse_pdu
+from dissectors.dicom.extneg import ApplicationInformation
 from dissectors.dicom.items import (
     AsynchronousOperationsWindow,
     ItemProblems,
@@ -57,7 +58,18 @@ def value_of(item: bytes) -> tuple[bytes, int, int]:
             v.SUB_56,
             UserInformation(
                 extended_negotiations=(
-                    SOPClassExtendedNegotiation("1.2.840.10008.5.1.4.1.2.1.1", 3),
+                    SOPClassExtendedNegotiation(
+                        "1.2.840.10008.5.1.4.1.2.1.1",
+                        ApplicationInformation(
+                            "query",
+                            3,
+                            (
+                                ("relational_queries", 1),
+                                ("date_time_matching", 1),
+                                ("fuzzy_semantic_matching", 1),
+                            ),
+                        ),
+                    ),
                 )
             ),
         ),

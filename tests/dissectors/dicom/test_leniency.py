@@ -739,3 +739,72 @@ def test_failures_kept_are_bounded() -> None:
     for _ in range(5):
         feeder.feed(PEER, pdata(pdv(1, COMMAND_LAST, store_rsp_failure())), TS)
     assert (session.state.failure_count, len(session.state.failures)) == (5, 2)
+
+
+# ---- reserved fields of the A-ASSOCIATE PDUs and their items (PS3.8 9.3: "shall be sent
+# with a value 00H but not tested"): decoded as if zero, reported as reserved-bits ----------
+
+
+def _set(pdu: bytes, offset: int, value: int) -> bytes:
+    return pdu[:offset] + bytes([value]) + pdu[offset + 1 :]
+
+
+def test_reserved_fields_clean_in_real_peers() -> None:
+    # DCMTK's RQ and AC (whose RQ contexts carry FFH in reserved byte 7: not flagged).
+    assert v.RQ_ECHO[6 + 68 + 25 + 6] == 0xFF
+    assert parse_pdu(v.RQ_ECHO)[0].anomalies == ()
+    assert parse_pdu(v.AC_ECHO)[0].anomalies == ()
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        8,  # RQ bytes 9-10, reserved after the protocol version
+        6 + 36,  # RQ bytes 43-74, the 32 reserved bytes (first)
+        6 + 67,  # ... (last)
+        6 + 68 + 1,  # 0x10 application context item header's reserved byte
+        6 + 68 + 25 + 1,  # 0x20 presentation context item header
+        6 + 68 + 25 + 8 + 1,  # its 0x30 abstract syntax sub-item header
+        6 + 68 + 25 + 8 + 21 + 1,  # its 0x40 transfer syntax sub-item header
+        6 + 68 + 25 + 50 + 4 + 1,  # 0x51 sub-item header inside the user information
+    ],
+)
+def test_reserved_field_in_rq(offset: int) -> None:
+    pdu = _set(v.RQ_ECHO, offset, 0x5A)
+    decoded, size = parse_pdu(pdu)
+    clean, _ = parse_pdu(v.RQ_ECHO)
+    assert size == len(pdu)
+    assert decoded.anomalies == (Reason.RESERVED_BITS,)
+    assert isinstance(decoded, AssociateRQ) and isinstance(clean, AssociateRQ)
+    assert decoded.presentation_contexts == clean.presentation_contexts
+    assert decoded.user_information == clean.user_information
+    assert (decoded.called_ae_title, decoded.calling_ae_title) == ("STORESCP", "ECHOSCU")
+
+
+def test_reserved_field_in_ac_context_and_fixed_part() -> None:
+    ac = v.AC_ECHO
+    ctx = 6 + 68 + 25  # the 0x21 item, after DCMTK's application context item
+    assert ac[ctx] == 0x21
+    for offset in (8, ctx + 4 + 1, ctx + 4 + 3):
+        decoded, _ = parse_pdu(_set(ac, offset, 0x01))
+        assert decoded.anomalies == (Reason.RESERVED_BITS,), offset
+        assert isinstance(decoded, AssociateAC)
+        assert decoded.presentation_contexts[0].result == 0
+    # The AC's 32 bytes echo the RQ's and are not tested (PS3.8 Table 9-17).
+    assert parse_pdu(_set(ac, 6 + 40, 0x01))[0].anomalies == ()
+
+
+def test_reserved_field_in_a_session_is_one_anomaly() -> None:
+    feeder = Feeder(DicomSession("associate-rq"))
+    events = feeder.run([(ORIGIN, _set(v.RQ_ECHO, 8, 1)), (PEER, v.AC_ECHO)], TS)
+    assert reasons(events) == [Reason.RESERVED_BITS]
+
+
+def test_reserved_field_in_a_cut_rq() -> None:
+    # The reserved byte set and the PDU cut inside its items: both said, nothing raised.
+    pdu = _set(v.RQ_ECHO, 8, 1)
+    body = pdu[6:-10]
+    cut = pdu[:2] + struct.pack(">I", len(body)) + body
+    decoded, _ = parse_pdu(cut)
+    assert Reason.RESERVED_BITS in decoded.anomalies
+    assert Reason.BAD_LENGTH in decoded.anomalies or Reason.TRUNCATED in decoded.anomalies
