@@ -165,6 +165,7 @@ class FlowEngine:
                     cfg.reassembly_max_segments,
                     shared,
                     cfg.reassembly_max_unacked_bytes,
+                    max_unacked_total=cfg.reassembly_max_unacked_total,
                 ),
             )
             for ip, port in ends

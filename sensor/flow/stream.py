@@ -21,6 +21,10 @@ DEFAULT_MAX_BUFFER_SEGMENTS = 1024
 # (Suricata keeps a segment until the receiver ACKs it, for the same check). On a LAN the
 # bytes in flight are a few tens of KiB; past the cap the oldest are let go and counted.
 DEFAULT_MAX_UNACKED_BYTES = 64 * 1024
+# Over all reassemblers that share one ReassemblyStats (one engine): the memory that kept
+# bytes may take, each kept run costed with the Python objects that hold it.
+DEFAULT_MAX_UNACKED_TOTAL = 32 << 20
+KEPT_RUN_OVERHEAD = 128  # a tuple, an int, a bytes header and a deque slot, rounded up
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,11 @@ class ReassemblyStats:
     overlap_mismatches: int = 0
     gaps: int = 0
     gap_bytes: int = 0
-    # Delivered bytes let go unacknowledged because the per-direction cap bit.
+    # Delivered bytes let go (or never kept) unacknowledged because a cap bit: the
+    # per-direction cap, or the total over every stream.
     unacked_dropped_bytes: int = 0
+    # Memory the kept delivered bytes take now, over every stream (bytes and object costs).
+    kept_memory: int = 0
     # Retransmitted bytes of delivered stream that could not be compared with the copy
     # decoded: let go at the cap, or never kept (no ACK of the peer seen, a gap).
     uncompared_bytes: int = 0
@@ -120,6 +127,7 @@ class StreamReassembler:
         "_max_segments",
         "_max_unacked",
         "_max_unacked_segments",
+        "_max_unacked_total",
         "_next",
         "_runs",
         "_starts",
@@ -140,14 +148,22 @@ class StreamReassembler:
         stats: ReassemblyStats | None = None,
         max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES,
         max_unacked_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
+        max_unacked_total: int = DEFAULT_MAX_UNACKED_TOTAL,
     ) -> None:
-        caps = (max_buffer_bytes, max_buffer_segments, max_unacked_bytes, max_unacked_segments)
+        caps = (
+            max_buffer_bytes,
+            max_buffer_segments,
+            max_unacked_bytes,
+            max_unacked_segments,
+            max_unacked_total,
+        )
         if min(caps) < 0:
             raise ValueError("reassembly caps must not be negative")
         self._max_bytes = max_buffer_bytes
         self._max_segments = max_buffer_segments
         self._max_unacked = max_unacked_bytes
         self._max_unacked_segments = max_unacked_segments
+        self._max_unacked_total = max_unacked_total
         self.stats = stats if stats is not None else ReassemblyStats()
         self._base = 0  # sequence number of stream offset 0
         self._next = 0  # stream offset of the next byte to deliver
@@ -260,10 +276,10 @@ class StreamReassembler:
             while kept and kept[-1][0] + len(kept[-1][1]) > at:
                 # Cannot happen when the reader took over at the stream's end; never keep
                 # two copies of one offset.
-                self.kept_bytes -= len(kept.pop()[1])
-            kept.append((at, data))
-            self.kept_bytes += len(data)
-            self._trim_kept()
+                gone = len(kept.pop()[1])
+                self.kept_bytes -= gone
+                self.stats.kept_memory -= gone + KEPT_RUN_OVERHEAD
+            self._keep(data, at)
 
     def release(self, ack: int) -> None:
         """The peer acknowledged up to ``ack``: kept delivered bytes below it are let go."""
@@ -277,12 +293,17 @@ class StreamReassembler:
             return
         self._acked = to
         kept = self._kept
+        freed = runs = 0
         while kept:
             at, data = kept[0]
             if at + len(data) > to:
                 break
             kept.popleft()
-            self.kept_bytes -= len(data)
+            freed += len(data)
+            runs += 1
+        if runs:
+            self.kept_bytes -= freed
+            self.stats.kept_memory -= freed + KEPT_RUN_OVERHEAD * runs
 
     def acked(self, ack: int) -> list[Chunk]:
         """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
@@ -319,8 +340,7 @@ class StreamReassembler:
         self._starts.clear()
         self._runs.clear()
         self._buffered = 0
-        self._kept.clear()
-        self.kept_bytes = 0
+        self._forget_kept()
 
     def _clip_held(self, limit: int) -> None:
         """Forget held bytes at or past ``limit`` (they came after the FIN)."""
@@ -342,8 +362,7 @@ class StreamReassembler:
         self._base = seq
         self._next = 0
         self._acked = 0
-        self._kept.clear()
-        self.kept_bytes = 0
+        self._forget_kept()
         self.started = True
 
     def _take(self, start: int, data: bytes, missing: int, out: list[Chunk]) -> None:
@@ -399,22 +418,37 @@ class StreamReassembler:
             self.stats.overlap_mismatches += 1
             self.mismatches += 1
 
-    def _keep(self, data: bytes) -> None:
-        """Keep bytes delivered at the stream's current offset until they are acknowledged."""
-        self._kept.append((self._next, data))
+    def _keep(self, data: bytes, at: int | None = None) -> None:
+        """Keep delivered bytes (at the stream's current offset) until they are acknowledged."""
+        stats = self.stats
+        cost = len(data) + KEPT_RUN_OVERHEAD
+        if stats.kept_memory + cost > self._max_unacked_total:
+            stats.unacked_dropped_bytes += len(data)  # every stream together is at its cap
+            return
+        self._kept.append((self._next if at is None else at, data))
         self.kept_bytes += len(data)
+        stats.kept_memory += cost
         if self.kept_bytes > self._max_unacked or len(self._kept) > self._max_unacked_segments:
             self._trim_kept()
 
     def _trim_kept(self) -> None:
         """Let the oldest kept bytes go, unacknowledged, while over a cap; count them."""
         kept = self._kept
+        stats = self.stats
         while kept and (
             self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments
         ):
             data = kept.popleft()[1]
             self.kept_bytes -= len(data)
-            self.stats.unacked_dropped_bytes += len(data)
+            stats.kept_memory -= len(data) + KEPT_RUN_OVERHEAD
+            stats.unacked_dropped_bytes += len(data)
+
+    def _forget_kept(self) -> None:
+        """Let every kept byte go (the stream restarts or is no longer of interest)."""
+        if self._kept:
+            self.stats.kept_memory -= self.kept_bytes + KEPT_RUN_OVERHEAD * len(self._kept)
+            self._kept.clear()
+            self.kept_bytes = 0
 
     def _hold(self, start: int, data: bytes, missing: int) -> None:
         """Keep the parts of a run that no held run covers; compare the parts that one does."""

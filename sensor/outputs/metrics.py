@@ -339,9 +339,17 @@ class SensorCollector(Collector):
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_reassembly_unacked_dropped_bytes",
-            "Delivered TCP bytes let go before the peer acknowledged them: the per-direction "
-            "cap of bytes kept to compare retransmissions with was reached.",
+            "Delivered TCP bytes let go (or never kept) before the peer acknowledged them: "
+            "the per-direction or the total cap of bytes kept to compare retransmissions "
+            "with was reached.",
             stats.stream.unacked_dropped_bytes,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "dicom_sensor_reassembly_kept_bytes",
+            "Memory taken now by delivered TCP bytes kept until acknowledged (bytes and the "
+            "objects that hold them, over every flow).",
+            stats.stream.kept_memory,
         )
         yield _single(
             CounterMetricFamily,

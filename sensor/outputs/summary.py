@@ -74,10 +74,14 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
         )
     uncompared = stats.stream.uncompared_bytes
     if uncompared or stats.stream.unacked_dropped_bytes:
-        keep = _human_bytes(pipeline.engine.config.reassembly_max_unacked_bytes)
+        cfg = pipeline.engine.config
+        keep = (
+            f"{_human_bytes(cfg.reassembly_max_unacked_bytes)} kept per direction, "
+            f"{_human_bytes(cfg.reassembly_max_unacked_total)} in all"
+        )
         print(
             f"retransmitted bytes not compared with the decoded copy: {uncompared:,}; "
-            f"delivered bytes let go unacknowledged ({keep} kept per direction): "
+            f"delivered bytes let go unacknowledged ({keep}): "
             f"{stats.stream.unacked_dropped_bytes:,}",
             file=out,
         )

@@ -13,7 +13,13 @@ from dissectors.base import CloseReason, Direction
 from dissectors.dicom import DICOM
 from sensor.capture.decode import TH_FIN, TH_SYN, Segment
 from sensor.flow.engine import FlowEngine
-from sensor.flow.stream import Chunk, OverlapMismatch, ReassemblyStats, StreamReassembler
+from sensor.flow.stream import (
+    KEPT_RUN_OVERHEAD,
+    Chunk,
+    OverlapMismatch,
+    ReassemblyStats,
+    StreamReassembler,
+)
 from sensor.flow.table import EngineConfig
 from tests.sensor.flow.test_skip import MSS, conversation
 
@@ -111,6 +117,24 @@ def test_the_segment_cap_bounds_the_runs_kept() -> None:
     assert r.stats.unacked_dropped_bytes == 92
 
 
+def test_the_total_cap_over_every_stream_bounds_what_is_kept() -> None:
+    stats = ReassemblyStats()
+    total = 2 * (100 + KEPT_RUN_OVERHEAD)
+    a = stream(stats=stats, max_unacked_total=total)
+    b = stream(stats=stats, max_unacked_total=total)
+    a.add(seq(0), b"a" * 100, 1.0)
+    b.add(seq(0), b"b" * 100, 1.0)
+    assert stats.kept_memory == total
+    a.add(seq(100), b"c" * 100, 1.1)  # no room left: not kept, counted
+    assert (a.kept_bytes, stats.unacked_dropped_bytes) == (100, 100)
+    a.add(seq(100), b"X" * 100, 1.2)
+    assert stats.uncompared_bytes == 100 and stats.overlap_mismatches == 0
+    b.release(seq(100))
+    assert stats.kept_memory == 100 + KEPT_RUN_OVERHEAD
+    a.discard()
+    assert stats.kept_memory == 0
+
+
 def test_nothing_is_kept_before_an_ack_of_the_peer_is_seen() -> None:
     r = StreamReassembler()
     r.add(ISN, b"", 0.0, TH_SYN)  # one-sided capture: the peer's packets are not seen
@@ -193,6 +217,7 @@ def test_engine_flags_a_differing_copy_of_a_skipped_data_set_segment_once() -> N
         assert info.overlap_mismatches == 2
         assert stats.uncompared_bytes == 0
         assert stats.unacked_dropped_bytes == 0
+        assert stats.kept_memory == 0  # every flow closed: nothing kept, nothing leaked
 
 
 def test_engine_identical_copy_and_acked_copy_are_not_flagged() -> None:
@@ -223,6 +248,7 @@ def test_engine_releases_kept_bytes_as_the_acks_pass() -> None:
     (flow,) = engine._flows.values()
     assert [side.reasm.kept_bytes for side in flow.sides] == [0, 0]
     assert engine.stats.stream.unacked_dropped_bytes == 0
+    assert engine.stats.stream.kept_memory == 0
 
 
 def test_engine_syn_ack_starts_keeping() -> None:
