@@ -15,7 +15,9 @@
  * An entry keeps a copy of the bytes it absorbed until the peer's ACK passes them, in a ring
  * of the size Python gave (its unacknowledged-bytes cap): a retransmission of absorbed bytes
  * is out of order here, so it goes to Python, and the final report hands Python that copy
- * to compare it with. Bytes pushed out of a full ring are counted, never silently lost.
+ * to compare it with. Bytes pushed out of a full ring are counted, never silently lost. The
+ * cap covers what Python itself kept before the entry (pre) too, oldest first, exactly as
+ * Python's own cap would have: the bytes of pre it pushed out are reported for Python to drop.
  *
  * Keys are bytes: the two endpoints (address bytes + big-endian port), lower first by
  * memcmp, then the VLAN id (0xffff for none). Python builds the same keys (fastpath.py).
@@ -46,6 +48,9 @@ typedef struct {
     uint32_t head;       /* ring index of the oldest kept byte */
     uint32_t kept;       /* bytes kept */
     uint64_t dropped;    /* pushed out of the full ring unacknowledged, since the last report */
+    uint32_t start_seq;  /* where the entry began: Python keeps pre bytes before it */
+    uint32_t pre;        /* of those, the ones neither acknowledged nor pushed out yet */
+    uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
     int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
     int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
 } Entry;
@@ -94,18 +99,28 @@ static int ring_put(Entry *e, const unsigned char *p, uint32_t n) {
             return -1;
         }
     }
-    if (n >= e->cap) {
-        e->dropped += e->kept + (n - e->cap);
-        p += n - e->cap;
-        n = e->cap;
-        e->kept = 0;
-        e->head = 0;
-    } else if (e->kept + n > e->cap) {
-        uint32_t over = e->kept + n - e->cap;
-        e->head = (e->head + over) % e->cap;
-        e->kept -= over;
-        e->dropped += over;
+    uint64_t total = (uint64_t)e->pre + e->kept + n;
+    if (total > e->cap) {
+        uint64_t over = total - e->cap;
+        uint32_t x = over < e->pre ? (uint32_t)over : e->pre; /* Python's oldest first */
+        e->pre -= x;
+        e->pre_dropped += x;
+        e->dropped += x;
+        over -= x;
+        if (over >= e->kept) { /* the ring empties, and the head of p goes too */
+            uint32_t cut = (uint32_t)(over - e->kept);
+            e->dropped += over;
+            p += cut;
+            n -= cut;
+            e->kept = 0;
+            e->head = 0;
+        } else {
+            e->head = (e->head + (uint32_t)over) % e->cap;
+            e->kept -= (uint32_t)over;
+            e->dropped += over;
+        }
     }
+    if (!n) return 0;
     uint32_t pos = (e->head + e->kept) % e->cap;
     uint32_t first = n < e->cap - pos ? n : e->cap - pos;
     memcpy(e->ring + pos, p, first);
@@ -117,6 +132,10 @@ static int ring_put(Entry *e, const unsigned char *p, uint32_t n) {
 /* The peer acknowledged up to ack: let the kept bytes below it go. */
 static void ring_release(Entry *e, uint32_t ack) {
     e->ack_data = ack;
+    if (e->pre) {
+        int32_t above = (int32_t)(e->start_seq - ack); /* bytes of pre not acknowledged */
+        if (above < (int32_t)e->pre) e->pre = above > 0 ? (uint32_t)above : 0;
+    }
     if (!e->kept) return;
     int32_t d = (int32_t)(ack - (e->next_seq - e->kept));
     if (d <= 0) return;
@@ -200,17 +219,18 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
 }
 
 /* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
- * final: the entry is let go), bytes dropped from the ring, ACK of the data, ACK the data
- * direction sent (-1: none seen)); counters reset. */
+ * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
+ * ACK of the data, ACK the data direction sent (-1: none seen)); counters reset. */
 static PyObject *report(PyObject *key, Entry *e, int final) {
     PyObject *kept = final ? ring_bytes(e) : (Py_INCREF(Py_None), Py_None);
     if (!kept) return NULL;
-    PyObject *r = Py_BuildValue("(OKKKdNKLL)", key, (unsigned long long)e->bytes,
+    PyObject *r = Py_BuildValue("(OKKKdNKKLL)", key, (unsigned long long)e->bytes,
                                 (unsigned long long)e->data_packets,
                                 (unsigned long long)e->ack_packets, e->last_ts, kept,
-                                (unsigned long long)e->dropped, (long long)e->ack_data,
+                                (unsigned long long)e->dropped,
+                                (unsigned long long)e->pre_dropped, (long long)e->ack_data,
                                 (long long)e->ack_other);
-    e->bytes = e->data_packets = e->ack_packets = e->dropped = 0;
+    e->bytes = e->data_packets = e->ack_packets = e->dropped = e->pre_dropped = 0;
     return r;
 }
 
@@ -485,15 +505,17 @@ fail:
     return NULL;
 }
 
-/* register(key, data_dir, next_seq, end, keep): absorb this flow's next in-window segments,
- * keeping up to keep of the absorbed bytes until they are acknowledged. */
+/* register(key, data_dir, next_seq, end, keep, pre): absorb this flow's next in-window
+ * segments, keeping up to keep absorbed bytes until they are acknowledged, the pre bytes
+ * Python keeps before next_seq included. */
 static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     PyObject *key;
     int data_dir;
-    unsigned long next_seq, end, keep;
-    if (!PyArg_ParseTuple(args, "Sikkk", &key, &data_dir, &next_seq, &end, &keep)) return NULL;
-    if (keep > (1UL << 30)) {
-        PyErr_SetString(PyExc_ValueError, "keep must be at most 1 GiB");
+    unsigned long next_seq, end, keep, pre;
+    if (!PyArg_ParseTuple(args, "Sikkkk", &key, &data_dir, &next_seq, &end, &keep, &pre))
+        return NULL;
+    if (keep > (1UL << 30) || pre > keep) {
+        PyErr_SetString(PyExc_ValueError, "keep must be at most 1 GiB, pre at most keep");
         return NULL;
     }
     Entry *e = PyMem_Calloc(1, sizeof(Entry));
@@ -502,6 +524,8 @@ static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     e->next_seq = (uint32_t)next_seq;
     e->end = (uint32_t)end;
     e->cap = (uint32_t)keep;
+    e->start_seq = (uint32_t)next_seq;
+    e->pre = (uint32_t)pre;
     e->ack_data = e->ack_other = -1;
     PyObject *cap = PyCapsule_New(e, "fastpath.entry", entry_free);
     if (!cap) {
@@ -524,7 +548,7 @@ static PyObject *Scanner_unregister(Scanner *self, PyObject *args) {
         Py_RETURN_NONE;
     }
     Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-    PyObject *rep = (e->bytes || e->ack_packets || e->kept || e->dropped)
+    PyObject *rep = (e->bytes || e->ack_packets || e->kept || e->dropped || e->ack_data >= 0)
                         ? report(key, e, 1)
                         : (Py_INCREF(Py_None), Py_None);
     if (!rep) return NULL;
@@ -556,7 +580,7 @@ static PyMethodDef Scanner_methods[] = {
     {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
      "batch(max_items, max_packets) -> (items, reports, done)"},
     {"register", (PyCFunction)Scanner_register, METH_VARARGS,
-     "register(key, data_dir, next_seq, end, keep): absorb the flow's in-window segments"},
+     "register(key, data_dir, next_seq, end, keep, pre): absorb the flow's in-window segments"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
     {"tell", (PyCFunction)Scanner_tell, METH_NOARGS, "byte offset in the file"},

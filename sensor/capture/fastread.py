@@ -22,9 +22,10 @@ except ImportError:  # not built (no compiler at install time): the Python path 
 
 NO_VLAN = 0xFFFF
 # key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
-# a final report), bytes let go unacknowledged at the keep cap, the last ACK of the data and
-# the last ACK the data direction sent (-1: none seen).
-Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int]
+# a final report), bytes let go unacknowledged at the keep cap and how many of them Python
+# kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
+# sent (-1: none seen).
+Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int]
 Packet = tuple[float, bytes, int]
 
 
@@ -59,10 +60,13 @@ class FastReader:
         error: str | None = self.scanner.error
         return error
 
-    def register(self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int) -> None:
+    def register(
+        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int
+    ) -> None:
         """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
-        keep a copy of up to ``keep`` absorbed bytes until the peer acknowledges them."""
-        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep)
+        keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
+        the ``pre`` bytes Python keeps before ``next_seq``."""
+        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre)
 
     def unregister(self, key: bytes) -> Report | None:
         """Stop absorbing for the flow; what it absorbed since the last report."""

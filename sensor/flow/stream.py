@@ -259,17 +259,26 @@ class StreamReassembler:
             return False
         self.last_ts = ts
         if payload is not None and self.acks_seen:
-            self._keep(payload)
+            # _keep, inlined: this is the path of nearly every data-set segment.
+            stats = self.stats
+            cost = n + KEPT_RUN_OVERHEAD
+            if stats.kept_memory + cost <= self._max_unacked_total:
+                kept = self._kept
+                kept.append((self._next, payload))
+                stats.kept_memory += cost
+                self.kept_bytes += n
+                if self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments:
+                    self._trim_kept()
+            else:
+                stats.unacked_dropped_bytes += n
         self._next += n
         return True
 
-    def absorbed(self, data: bytes, dropped: int) -> None:
+    def absorbed(self, data: bytes) -> None:
         """The compiled reader's copy of the last bytes it absorbed, not yet acknowledged.
 
-        ``data`` ends where the stream stands (``skip`` accounted it already); ``dropped``
-        bytes before it were let go unacknowledged at the reader's own cap.
+        ``data`` ends where the stream stands (``skip`` accounted it already).
         """
-        self.stats.unacked_dropped_bytes += dropped
         if data and self.acks_seen:
             at = self._next - len(data)
             kept = self._kept
@@ -286,9 +295,14 @@ class StreamReassembler:
         self.acks_seen = True
         if not self.started:
             return
-        delta = (ack - self._base - self._next) & _SEQ_MASK
-        # At or past what was delivered (an ACK may overtake its data on a span port): all.
-        to = self._next if delta < _SEQ_HALF else self._next + delta - _SEQ_SPACE
+        nxt = self._next
+        delta = (ack - self._base - nxt) & _SEQ_MASK
+        if delta < _SEQ_HALF:
+            # At or past what was delivered (an ACK may overtake its data on a span port).
+            self._acked = nxt
+            self._forget_kept()
+            return
+        to = nxt + delta - _SEQ_SPACE
         if to <= self._acked:
             return
         self._acked = to
@@ -301,9 +315,16 @@ class StreamReassembler:
             kept.popleft()
             freed += len(data)
             runs += 1
-        if runs:
-            self.kept_bytes -= freed
-            self.stats.kept_memory -= freed + KEPT_RUN_OVERHEAD * runs
+        cut = 0
+        if kept and kept[0][0] < to:
+            # A run acknowledged in part: its acknowledged head goes (rare: ACKs fall on
+            # segment ends), so that what is kept is exactly the unacknowledged bytes.
+            at, data = kept[0]
+            cut = to - at
+            kept[0] = (to, data[cut:])
+        if runs or cut:
+            self.kept_bytes -= freed + cut
+            self.stats.kept_memory -= freed + cut + KEPT_RUN_OVERHEAD * runs
 
     def acked(self, ack: int) -> list[Chunk]:
         """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
@@ -433,15 +454,39 @@ class StreamReassembler:
 
     def _trim_kept(self) -> None:
         """Let the oldest kept bytes go, unacknowledged, while over a cap; count them."""
-        kept = self._kept
         stats = self.stats
-        while kept and (
-            self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments
-        ):
+        excess = self.kept_bytes - self._max_unacked
+        if excess > 0:
+            stats.unacked_dropped_bytes += self.let_go(excess)
+        kept = self._kept
+        while len(kept) > self._max_unacked_segments:
             data = kept.popleft()[1]
             self.kept_bytes -= len(data)
             stats.kept_memory -= len(data) + KEPT_RUN_OVERHEAD
             stats.unacked_dropped_bytes += len(data)
+
+    def let_go(self, n: int) -> int:
+        """Let the oldest ``n`` kept bytes go (a run is cut where they end); how many went.
+
+        Not counted here: the per-direction cap counts them, or the compiled reader did.
+        """
+        kept = self._kept
+        stats = self.stats
+        gone = 0
+        while kept and gone < n:
+            at, data = kept[0]
+            size = len(data)
+            if gone + size <= n:
+                kept.popleft()
+                gone += size
+                stats.kept_memory -= size + KEPT_RUN_OVERHEAD
+            else:
+                cut = n - gone
+                kept[0] = (at + cut, data[cut:])
+                gone += cut
+                stats.kept_memory -= cut
+        self.kept_bytes -= gone
+        return gone
 
     def _forget_kept(self) -> None:
         """Let every kept byte go (the stream restarts or is no longer of interest)."""

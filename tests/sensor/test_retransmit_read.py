@@ -111,6 +111,7 @@ def test_changed_copy_of_absorbed_data_set_bytes_is_flagged_once(
     assert metrics['dicom_sensor_stream_anomalies_total{reason="retransmission"}'] == 1
     assert metrics["dicom_sensor_reassembly_uncompared_bytes_total"] == 0
     assert metrics["dicom_sensor_reassembly_unacked_dropped_bytes_total"] == 0
+    assert metrics["dicom_sensor_reassembly_kept_bytes"] == 0  # all let go, none leaked
     # The compiled reader absorbed segments of this data set (frames 27-29 among them).
     assert metrics["dicom_sensor_fast_path_packets_total"] > 0
     assert "not compared" not in got["summary"]
