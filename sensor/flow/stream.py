@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,8 +22,10 @@ DEFAULT_MAX_BUFFER_SEGMENTS = 1024
 DEFAULT_MAX_UNACKED_BYTES = 64 * 1024
 # Over all reassemblers that share one ReassemblyStats (one engine): the memory that kept
 # bytes may take, each kept run costed with the Python objects that hold it.
-DEFAULT_MAX_UNACKED_TOTAL = 32 << 20
-KEPT_RUN_OVERHEAD = 128  # a tuple, an int, a bytes header and a deque slot, rounded up
+DEFAULT_MAX_UNACKED_TOTAL = 16 << 20
+# A run's Python objects: a tuple (72 with its GC header), an int (32), the bytes header (33),
+# its list slot with over-allocation (about 12) and a share of the list itself; rounded up.
+KEPT_RUN_OVERHEAD = 192
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,9 @@ class StreamReassembler:
         self.last_ts = 0.0
         self.mismatches = 0  # this direction's overlaps whose copies differed
         # Delivered runs (stream offset, bytes) the peer has not acknowledged yet, oldest first.
-        self._kept: deque[tuple[int, bytes]] = deque()
+        # (A list made on the first run kept and dropped when all is acknowledged: an idle
+        # or fully acknowledged stream pays nothing for it.)
+        self._kept: list[tuple[int, bytes]] | None = None
         self.kept_bytes = 0
         self._acked = 0  # stream offset below which the peer acknowledged everything
         self.acks_seen = False  # whether an ACK of the peer was seen: only then is data kept
@@ -264,6 +267,8 @@ class StreamReassembler:
             cost = n + KEPT_RUN_OVERHEAD
             if stats.kept_memory + cost <= self._max_unacked_total:
                 kept = self._kept
+                if kept is None:
+                    kept = self._kept = []
                 kept.append((self._next, payload))
                 stats.kept_memory += cost
                 self.kept_bytes += n
@@ -308,13 +313,14 @@ class StreamReassembler:
         self._acked = to
         kept = self._kept
         freed = runs = 0
-        while kept:
-            at, data = kept[0]
+        if not kept:
+            return
+        for at, data in kept:
             if at + len(data) > to:
                 break
-            kept.popleft()
             freed += len(data)
             runs += 1
+        del kept[:runs]
         cut = 0
         if kept and kept[0][0] < to:
             # A run acknowledged in part: its acknowledged head goes (rare: ACKs fall on
@@ -422,7 +428,7 @@ class StreamReassembler:
         covered = 0
         differs = False
         # Newest first: retransmissions are of recent bytes.
-        for at, kept in reversed(self._kept):
+        for at, kept in reversed(self._kept or ()):
             if at >= hi:
                 continue
             kend = at + len(kept)
@@ -446,10 +452,13 @@ class StreamReassembler:
         if stats.kept_memory + cost > self._max_unacked_total:
             stats.unacked_dropped_bytes += len(data)  # every stream together is at its cap
             return
-        self._kept.append((self._next if at is None else at, data))
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = []
+        kept.append((self._next if at is None else at, data))
         self.kept_bytes += len(data)
         stats.kept_memory += cost
-        if self.kept_bytes > self._max_unacked or len(self._kept) > self._max_unacked_segments:
+        if self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments:
             self._trim_kept()
 
     def _trim_kept(self) -> None:
@@ -459,8 +468,8 @@ class StreamReassembler:
         if excess > 0:
             stats.unacked_dropped_bytes += self.let_go(excess)
         kept = self._kept
-        while len(kept) > self._max_unacked_segments:
-            data = kept.popleft()[1]
+        while kept and len(kept) > self._max_unacked_segments:
+            data = kept.pop(0)[1]
             self.kept_bytes -= len(data)
             stats.kept_memory -= len(data) + KEPT_RUN_OVERHEAD
             stats.unacked_dropped_bytes += len(data)
@@ -477,7 +486,7 @@ class StreamReassembler:
             at, data = kept[0]
             size = len(data)
             if gone + size <= n:
-                kept.popleft()
+                del kept[0]
                 gone += size
                 stats.kept_memory -= size + KEPT_RUN_OVERHEAD
             else:
@@ -490,9 +499,10 @@ class StreamReassembler:
 
     def _forget_kept(self) -> None:
         """Let every kept byte go (the stream restarts or is no longer of interest)."""
-        if self._kept:
-            self.stats.kept_memory -= self.kept_bytes + KEPT_RUN_OVERHEAD * len(self._kept)
-            self._kept.clear()
+        kept = self._kept
+        if kept is not None:
+            self.stats.kept_memory -= self.kept_bytes + KEPT_RUN_OVERHEAD * len(kept)
+            self._kept = None
             self.kept_bytes = 0
 
     def _hold(self, start: int, data: bytes, missing: int) -> None:
