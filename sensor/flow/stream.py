@@ -22,7 +22,7 @@ DEFAULT_MAX_BUFFER_SEGMENTS = 1024
 DEFAULT_MAX_UNACKED_BYTES = 64 * 1024
 # Over all reassemblers that share one ReassemblyStats (one engine): the memory that kept
 # bytes may take, each kept run costed with the Python objects that hold it.
-DEFAULT_MAX_UNACKED_TOTAL = 16 << 20
+DEFAULT_MAX_UNACKED_TOTAL = 8 << 20
 # A run's Python objects: a tuple (72 with its GC header), an int (32), the bytes header (33),
 # its list slot with over-allocation (about 12) and a share of the list itself; rounded up.
 KEPT_RUN_OVERHEAD = 192
