@@ -12,6 +12,13 @@
  *     IPv4/IPv6 TCP) goes to Python as (ts, frame, wire length, report or None), where the
  *     report is what the flow's entry absorbed since Python last heard of it.
  *
+ * An entry keeps a copy of the bytes it absorbed until the peer's ACK passes them, in a ring
+ * of the size Python gave (its unacknowledged-bytes cap): a retransmission of absorbed bytes
+ * is out of order here, so it goes to Python, and the final report hands Python that copy
+ * to compare it with. Bytes pushed out of a full ring are counted, never silently lost. The
+ * cap covers what Python itself kept before the entry (pre) too, oldest first, exactly as
+ * Python's own cap would have: the bytes of pre it pushed out are reported for Python to drop.
+ *
  * Keys are bytes: the two endpoints (address bytes + big-endian port), lower first by
  * memcmp, then the VLAN id (0xffff for none). Python builds the same keys (fastpath.py).
  */
@@ -24,6 +31,7 @@
 #define TH_FIN 0x01
 #define TH_SYN 0x02
 #define TH_RST 0x04
+#define TH_ACK 0x10
 #define NO_VLAN 0xffff
 #define MAX_KEY (2 * (16 + 2) + 2)
 
@@ -35,6 +43,16 @@ typedef struct {
     uint64_t data_packets;
     uint64_t ack_packets;
     double last_ts;
+    unsigned char *ring; /* absorbed bytes not yet acknowledged, ending at next_seq */
+    uint32_t cap;        /* the ring's size; 0: keep nothing */
+    uint32_t head;       /* ring index of the oldest kept byte */
+    uint32_t kept;       /* bytes kept */
+    uint64_t dropped;    /* pushed out of the full ring unacknowledged, since the last report */
+    uint32_t start_seq;  /* where the entry began: Python keeps pre bytes before it */
+    uint32_t pre;        /* of those, the ones neither acknowledged nor pushed out yet */
+    uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
+    int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
+    int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
 } Entry;
 
 typedef struct {
@@ -66,7 +84,75 @@ static uint32_t be32(const unsigned char *p) {
 static uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
 static void entry_free(PyObject *capsule) {
-    PyMem_Free(PyCapsule_GetPointer(capsule, "fastpath.entry"));
+    Entry *e = PyCapsule_GetPointer(capsule, "fastpath.entry");
+    if (e) PyMem_Free(e->ring);
+    PyMem_Free(e);
+}
+
+/* Append absorbed bytes to the ring, pushing the oldest out (counted) when it is full. */
+static int ring_put(Entry *e, const unsigned char *p, uint32_t n) {
+    if (!e->cap || !n) return 0;
+    if (!e->ring) {
+        e->ring = PyMem_Malloc(e->cap);
+        if (!e->ring) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    uint64_t total = (uint64_t)e->pre + e->kept + n;
+    if (total > e->cap) {
+        uint64_t over = total - e->cap;
+        uint32_t x = over < e->pre ? (uint32_t)over : e->pre; /* Python's oldest first */
+        e->pre -= x;
+        e->pre_dropped += x;
+        e->dropped += x;
+        over -= x;
+        if (over >= e->kept) { /* the ring empties, and the head of p goes too */
+            uint32_t cut = (uint32_t)(over - e->kept);
+            e->dropped += over;
+            p += cut;
+            n -= cut;
+            e->kept = 0;
+            e->head = 0;
+        } else {
+            e->head = (e->head + (uint32_t)over) % e->cap;
+            e->kept -= (uint32_t)over;
+            e->dropped += over;
+        }
+    }
+    if (!n) return 0;
+    uint32_t pos = (e->head + e->kept) % e->cap;
+    uint32_t first = n < e->cap - pos ? n : e->cap - pos;
+    memcpy(e->ring + pos, p, first);
+    memcpy(e->ring, p + first, n - first);
+    e->kept += n;
+    return 0;
+}
+
+/* The peer acknowledged up to ack: let the kept bytes below it go. */
+static void ring_release(Entry *e, uint32_t ack) {
+    e->ack_data = ack;
+    if (e->pre) {
+        int32_t above = (int32_t)(e->start_seq - ack); /* bytes of pre not acknowledged */
+        if (above < (int32_t)e->pre) e->pre = above > 0 ? (uint32_t)above : 0;
+    }
+    if (!e->kept) return;
+    int32_t d = (int32_t)(ack - (e->next_seq - e->kept));
+    if (d <= 0) return;
+    uint32_t k = (uint32_t)d < e->kept ? (uint32_t)d : e->kept;
+    e->head = (e->head + k) % e->cap;
+    e->kept -= k;
+}
+
+/* The kept bytes, oldest first. */
+static PyObject *ring_bytes(Entry *e) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, e->kept);
+    if (!b || !e->kept) return b;
+    char *out = PyBytes_AS_STRING(b);
+    uint32_t first = e->kept < e->cap - e->head ? e->kept : e->cap - e->head;
+    memcpy(out, e->ring + e->head, first);
+    memcpy(out + first, e->ring, e->kept - first);
+    return b;
 }
 
 static void Scanner_dealloc(Scanner *self) {
@@ -132,12 +218,19 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* A report: (key, bytes, data packets, ack packets, last ts); counters reset. */
-static PyObject *report(PyObject *key, Entry *e) {
-    PyObject *r = Py_BuildValue("(OKKKd)", key, (unsigned long long)e->bytes,
+/* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
+ * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
+ * ACK of the data, ACK the data direction sent (-1: none seen)); counters reset. */
+static PyObject *report(PyObject *key, Entry *e, int final) {
+    PyObject *kept = final ? ring_bytes(e) : (Py_INCREF(Py_None), Py_None);
+    if (!kept) return NULL;
+    PyObject *r = Py_BuildValue("(OKKKdNKKLL)", key, (unsigned long long)e->bytes,
                                 (unsigned long long)e->data_packets,
-                                (unsigned long long)e->ack_packets, e->last_ts);
-    e->bytes = e->data_packets = e->ack_packets = 0;
+                                (unsigned long long)e->ack_packets, e->last_ts, kept,
+                                (unsigned long long)e->dropped,
+                                (unsigned long long)e->pre_dropped, (long long)e->ack_data,
+                                (long long)e->ack_other);
+    e->bytes = e->data_packets = e->ack_packets = e->dropped = e->pre_dropped = 0;
     return r;
 }
 
@@ -188,8 +281,10 @@ typedef struct {
     int alen;
     uint16_t sport, dport, vlan;
     uint32_t seq;
+    uint32_t ack;
     uint8_t flags;
     uint32_t plen;
+    const unsigned char *payload;
 } Tcp;
 
 static int parse(const unsigned char *p, uint32_t caplen, uint32_t wire, Tcp *t) {
@@ -238,8 +333,10 @@ static int parse(const unsigned char *p, uint32_t caplen, uint32_t wire, Tcp *t)
     t->sport = be16(tcp);
     t->dport = be16(tcp + 2);
     t->seq = be32(tcp + 4);
+    t->ack = be32(tcp + 8);
     t->flags = tcp[13];
     t->plen = end - l4 - doff;
+    t->payload = tcp + doff;
     (void)wire;
     return 1;
 }
@@ -321,6 +418,10 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
                 Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
                 int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
                 if (clean && t.plen == 0) {
+                    if (t.flags & TH_ACK) {
+                        if (dir == e->data_dir) e->ack_other = t.ack;
+                        else ring_release(e, t.ack);
+                    }
                     e->ack_packets++;
                     e->last_ts = ts;
                     Py_DECREF(key);
@@ -329,6 +430,11 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
                 }
                 uint32_t room = e->end - e->next_seq;
                 if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
+                    if (ring_put(e, t.payload, t.plen) < 0) {
+                        Py_DECREF(key);
+                        goto fail_rep;
+                    }
+                    if (t.flags & TH_ACK) e->ack_other = t.ack;
                     e->next_seq += t.plen;
                     e->bytes += t.plen;
                     e->data_packets++;
@@ -339,7 +445,7 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
                 }
                 /* Python takes over this flow: hand it what the entry absorbed. */
                 Py_DECREF(rep);
-                rep = report(key, e);
+                rep = report(key, e, 1);
                 if (!rep || PyDict_DelItem(self->entries, key) < 0) {
                     Py_DECREF(key);
                     goto fail_rep;
@@ -384,7 +490,7 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
     while (due && PyDict_Next(self->entries, &pos, &key, &cap)) {
         Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
         if (e->bytes || e->ack_packets) {
-            PyObject *rep = report(key, e);
+            PyObject *rep = report(key, e, 0);
             if (!rep || PyList_Append(reports, rep) < 0) {
                 Py_XDECREF(rep);
                 Py_DECREF(reports);
@@ -399,17 +505,28 @@ fail:
     return NULL;
 }
 
-/* register(key, data_dir, next_seq, end): absorb this flow's next in-window segments. */
+/* register(key, data_dir, next_seq, end, keep, pre): absorb this flow's next in-window
+ * segments, keeping up to keep absorbed bytes until they are acknowledged, the pre bytes
+ * Python keeps before next_seq included. */
 static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     PyObject *key;
     int data_dir;
-    unsigned long next_seq, end;
-    if (!PyArg_ParseTuple(args, "Sikk", &key, &data_dir, &next_seq, &end)) return NULL;
+    unsigned long next_seq, end, keep, pre;
+    if (!PyArg_ParseTuple(args, "Sikkkk", &key, &data_dir, &next_seq, &end, &keep, &pre))
+        return NULL;
+    if (keep > (1UL << 30) || pre > keep) {
+        PyErr_SetString(PyExc_ValueError, "keep must be at most 1 GiB, pre at most keep");
+        return NULL;
+    }
     Entry *e = PyMem_Calloc(1, sizeof(Entry));
     if (!e) return PyErr_NoMemory();
     e->data_dir = data_dir ? 1 : 0;
     e->next_seq = (uint32_t)next_seq;
     e->end = (uint32_t)end;
+    e->cap = (uint32_t)keep;
+    e->start_seq = (uint32_t)next_seq;
+    e->pre = (uint32_t)pre;
+    e->ack_data = e->ack_other = -1;
     PyObject *cap = PyCapsule_New(e, "fastpath.entry", entry_free);
     if (!cap) {
         PyMem_Free(e);
@@ -431,7 +548,9 @@ static PyObject *Scanner_unregister(Scanner *self, PyObject *args) {
         Py_RETURN_NONE;
     }
     Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-    PyObject *rep = (e->bytes || e->ack_packets) ? report(key, e) : (Py_INCREF(Py_None), Py_None);
+    PyObject *rep = (e->bytes || e->ack_packets || e->kept || e->dropped || e->ack_data >= 0)
+                        ? report(key, e, 1)
+                        : (Py_INCREF(Py_None), Py_None);
     if (!rep) return NULL;
     if (PyDict_DelItem(self->entries, key) < 0) {
         Py_DECREF(rep);
@@ -461,7 +580,7 @@ static PyMethodDef Scanner_methods[] = {
     {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
      "batch(max_items, max_packets) -> (items, reports, done)"},
     {"register", (PyCFunction)Scanner_register, METH_VARARGS,
-     "register(key, data_dir, next_seq, end): absorb the flow's in-window segments"},
+     "register(key, data_dir, next_seq, end, keep, pre): absorb the flow's in-window segments"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
     {"tell", (PyCFunction)Scanner_tell, METH_NOARGS, "byte offset in the file"},

@@ -21,7 +21,11 @@ except ImportError:  # not built (no compiler at install time): the Python path 
     fastpath = None
 
 NO_VLAN = 0xFFFF
-Report = tuple[bytes, int, int, int, float]  # key, bytes, data packets, ACKs, last time
+# key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
+# a final report), bytes let go unacknowledged at the keep cap and how many of them Python
+# kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
+# sent (-1: none seen).
+Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int]
 Packet = tuple[float, bytes, int]
 
 
@@ -56,9 +60,13 @@ class FastReader:
         error: str | None = self.scanner.error
         return error
 
-    def register(self, key: bytes, data_dir: int, next_seq: int, end: int) -> None:
-        """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs."""
-        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF)
+    def register(
+        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int
+    ) -> None:
+        """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
+        keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
+        the ``pre`` bytes Python keeps before ``next_seq``."""
+        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre)
 
     def unregister(self, key: bytes) -> Report | None:
         """Stop absorbing for the flow; what it absorbed since the last report."""

@@ -20,6 +20,7 @@ from dissectors.base import (
 )
 
 from ..capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from ..capture.fastread import Report as FastReport
 from ..capture.fastread import endpoint as fast_endpoint
 from ..capture.fastread import flow_key as fast_flow_key
 from .stream import Chunk, Gap, OverlapMismatch, StreamReassembler
@@ -71,7 +72,8 @@ class FlowEngine:
         # The compiled reader of an offline pass (capture/fastread.py), when it is used: the
         # engine registers flows whose coming segments it would only count.
         self.fast: Any = None
-        self._fast_regs: dict[bytes, list[Any]] = {}  # key -> [flow, side index, next seq]
+        # key -> [flow, side index, next seq, ring bytes reserved in the kept-bytes total]
+        self._fast_regs: dict[bytes, list[Any]] = {}
         self.fast_last_ts = 0.0  # the newest packet the compiled reader absorbed
         self.stats = EngineStats()
         self._dissectors = tuple(dissectors)
@@ -167,7 +169,13 @@ class FlowEngine:
             Side(
                 ip,
                 port,
-                StreamReassembler(cfg.reassembly_max_bytes, cfg.reassembly_max_segments, shared),
+                StreamReassembler(
+                    cfg.reassembly_max_bytes,
+                    cfg.reassembly_max_segments,
+                    shared,
+                    cfg.reassembly_max_unacked_bytes,
+                    max_unacked_total=cfg.reassembly_max_unacked_total,
+                ),
             )
             for ip, port in ends
         )
@@ -311,13 +319,17 @@ class FlowEngine:
         if seg.truncated_by:
             self.stats.truncated_segments += 1
         other = flow.sides[1 - idx].reasm
-        if flags & TH_ACK and other.buffered_segments:
-            # The peer has everything below this ACK: a hole under it was lost by the capture.
-            lost = other.acked(seg.ack)
-            if lost:
-                self._route(flow, 1 - idx, lost, ts)
-                if flow.removed or flow.state == IGNORED:
-                    return
+        if flags & TH_ACK:
+            if other.kept_bytes or not other.acks_seen:
+                # The peer has what it acknowledged: no copy of it need be compared any more.
+                other.release(seg.ack)
+            if other.buffered_segments:
+                # The peer has everything below this ACK: a hole under it was lost by the capture.
+                lost = other.acked(seg.ack)
+                if lost:
+                    self._route(flow, 1 - idx, lost, ts)
+                    if flow.removed or flow.state == IGNORED:
+                        return
         skipper = flow.skipper
         if (
             skipper is not None
@@ -333,7 +345,9 @@ class FlowEngine:
             n = len(seg.payload)
             direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
             try:
-                if skipper.skippable(direction) >= n and side.reasm.skip(seg.seq, n, ts):
+                if skipper.skippable(direction) >= n and side.reasm.skip(
+                    seg.seq, n, ts, seg.payload
+                ):
                     events = skipper.skip(direction, n, ts)
                     if events:
                         self._emit(flow, skipper, events)
@@ -394,16 +408,39 @@ class FlowEngine:
             return
         # The C side numbers directions by the lower endpoint of the key.
         data_dir = 0 if (idx == 0) == side0_lower else 1
-        self.fast.register(key, data_dir, seq, seq + n)
-        self._fast_regs[key] = [flow, idx, seq]
+        # The reader's copy of what it absorbs: within the per-direction cap with what this
+        # side keeps already, its ring reserved in the total cap until the entry is let go.
+        reasm = side.reasm
+        keep = 0
+        if reasm.acks_seen:
+            room = self.config.reassembly_max_unacked_total - self.stats.stream.kept_memory
+            keep = max(0, min(self.config.reassembly_max_unacked_bytes, room))
+        pre = min(reasm.kept_bytes, keep)
+        ring = keep - pre
+        self.stats.stream.kept_memory += ring
+        self.fast.register(key, data_dir, seq, seq + n, keep, pre)
+        self._fast_regs[key] = [flow, idx, seq, ring]
 
-    def fast_report(self, report: tuple[bytes, int, int, int, float], final: bool) -> None:
+    def fast_report(self, report: FastReport, final: bool) -> None:
         """Account what the compiled reader absorbed for a flow (``final``: it let go)."""
-        key, nbytes, data_packets, acks, last_ts = report
+        (
+            key,
+            nbytes,
+            data_packets,
+            acks,
+            last_ts,
+            kept,
+            dropped,
+            pre_dropped,
+            ack_data,
+            ack_other,
+        ) = report
         reg = self._fast_regs.pop(key, None) if final else self._fast_regs.get(key)
         if reg is None:
             return
-        flow, idx, seq = reg
+        flow, idx, seq, ring = reg
+        if final:
+            self.stats.stream.kept_memory -= ring  # the ring's reservation
         stats = self.stats
         stats.packets += data_packets + acks
         stats.fast_packets += data_packets + acks
@@ -419,7 +456,8 @@ class FlowEngine:
             direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
             if not side.reasm.skip(seq, nbytes, last_ts):
                 # The stream no longer stands where the entry began: never count twice.
-                self._fast_regs.pop(key, None)
+                if self._fast_regs.pop(key, None) is not None:
+                    self.stats.stream.kept_memory -= ring
                 self._dissector_error(flow, last_ts)
                 return
             reg[2] = (seq + nbytes) & 0xFFFFFFFF
@@ -430,6 +468,19 @@ class FlowEngine:
                 return
             if events:
                 self._emit(flow, skipper, events)
+        # What the reader kept of the absorbed bytes, and the ACKs it saw, for comparisons:
+        # the bytes its cap pushed out of what this side kept go first (the oldest), as
+        # this side's own cap would have let them go, then what the peer acknowledged.
+        reasm = side.reasm
+        self.stats.stream.unacked_dropped_bytes += dropped
+        if pre_dropped:
+            reasm.let_go(pre_dropped)
+        if ack_data >= 0:
+            reasm.release(ack_data)
+        if kept:
+            reasm.absorbed(kept)
+        if ack_other >= 0:
+            flow.sides[1 - idx].reasm.release(ack_other)
 
     def fast_release(self) -> None:
         """The compiled reader is done: what it still absorbs is accounted, then forgotten."""
@@ -437,6 +488,8 @@ class FlowEngine:
             report = self.fast.unregister(key)
             if report is not None:
                 self.fast_report(report, True)
+        for reg in self._fast_regs.values():
+            self.stats.stream.kept_memory -= reg[3]
         self._fast_regs.clear()
         self.fast = None
 
@@ -452,7 +505,9 @@ class FlowEngine:
             if report is not None:
                 self.fast_report(report, True)
             else:
-                self._fast_regs.pop(flow.fast_key[0], None)
+                reg = self._fast_regs.pop(flow.fast_key[0], None)
+                if reg is not None:
+                    self.stats.stream.kept_memory -= reg[3]
 
     def _route(self, flow: Flow, idx: int, chunks: list[Chunk], ts: float) -> None:
         """Send chunks to the probe or the session, whichever the flow's state calls for."""

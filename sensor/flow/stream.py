@@ -16,6 +16,16 @@ _SEQ_SPACE = 1 << 32
 
 DEFAULT_MAX_BUFFER_BYTES = 1 << 20
 DEFAULT_MAX_BUFFER_SEGMENTS = 1024
+# Delivered bytes kept until the peer acknowledges them, to compare retransmitted copies with
+# (Suricata keeps a segment until the receiver ACKs it, for the same check). On a LAN the
+# bytes in flight are a few tens of KiB; past the cap the oldest are let go and counted.
+DEFAULT_MAX_UNACKED_BYTES = 64 * 1024
+# Over all reassemblers that share one ReassemblyStats (one engine): the memory that kept
+# bytes may take, each kept run costed with the Python objects that hold it.
+DEFAULT_MAX_UNACKED_TOTAL = 8 << 20
+# A run's Python objects: a tuple (72 with its GC header), an int (32), the bytes header (33),
+# its list slot with over-allocation (about 12) and a share of the list itself; rounded up.
+KEPT_RUN_OVERHEAD = 192
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,14 @@ class ReassemblyStats:
     overlap_mismatches: int = 0
     gaps: int = 0
     gap_bytes: int = 0
+    # Delivered bytes let go (or never kept) unacknowledged because a cap bit: the
+    # per-direction cap, or the total over every stream.
+    unacked_dropped_bytes: int = 0
+    # Memory the kept delivered bytes take now, over every stream (bytes and object costs).
+    kept_memory: int = 0
+    # Retransmitted bytes of delivered stream that could not be compared with the copy
+    # decoded: let go at the cap, or never kept (no ACK of the peer seen, a gap).
+    uncompared_bytes: int = 0
 
     def by_reason(self) -> dict[StreamAnomaly, int]:
         """The anomaly counts keyed by their closed reason."""
@@ -91,19 +109,32 @@ class StreamReassembler:
     Offsets count stream bytes from the first one (unbounded, so 32-bit sequence wraparound
     never reaches the buffer); a held run is its captured bytes followed by ``missing`` bytes
     that the snaplen cut off, which come out as a Gap when their turn comes.
+
+    Delivered bytes are kept until the peer's ACK passes them (``release``), at most
+    ``max_unacked_bytes`` and ``max_unacked_segments`` of them, so that a retransmitted copy
+    of bytes already delivered in order is compared with the copy that was decoded. Nothing
+    is kept before the peer's first ACK is seen: on a one-sided capture none ever comes, and
+    its retransmissions are counted as not compared rather than held forever.
     """
 
     __slots__ = (
+        "_acked",
         "_base",
         "_buffered",
         "_fin",
         "_hole_acked",
+        "_kept",
         "_max_bytes",
         "_max_segments",
+        "_max_unacked",
+        "_max_unacked_segments",
+        "_max_unacked_total",
         "_next",
         "_runs",
         "_starts",
+        "acks_seen",
         "fin_reached",
+        "kept_bytes",
         "last_ts",
         "mismatches",
         "started",
@@ -116,11 +147,24 @@ class StreamReassembler:
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         max_buffer_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
         stats: ReassemblyStats | None = None,
+        max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES,
+        max_unacked_segments: int = DEFAULT_MAX_BUFFER_SEGMENTS,
+        max_unacked_total: int = DEFAULT_MAX_UNACKED_TOTAL,
     ) -> None:
-        if max_buffer_bytes < 0 or max_buffer_segments < 0:
+        caps = (
+            max_buffer_bytes,
+            max_buffer_segments,
+            max_unacked_bytes,
+            max_unacked_segments,
+            max_unacked_total,
+        )
+        if min(caps) < 0:
             raise ValueError("reassembly caps must not be negative")
         self._max_bytes = max_buffer_bytes
         self._max_segments = max_buffer_segments
+        self._max_unacked = max_unacked_bytes
+        self._max_unacked_segments = max_unacked_segments
+        self._max_unacked_total = max_unacked_total
         self.stats = stats if stats is not None else ReassemblyStats()
         self._base = 0  # sequence number of stream offset 0
         self._next = 0  # stream offset of the next byte to deliver
@@ -134,6 +178,13 @@ class StreamReassembler:
         self.fin_reached = False
         self.last_ts = 0.0
         self.mismatches = 0  # this direction's overlaps whose copies differed
+        # Delivered runs (stream offset, bytes) the peer has not acknowledged yet, oldest first.
+        # (A list made on the first run kept and dropped when all is acknowledged: an idle
+        # or fully acknowledged stream pays nothing for it.)
+        self._kept: list[tuple[int, bytes]] | None = None
+        self.kept_bytes = 0
+        self._acked = 0  # stream offset below which the peer acknowledged everything
+        self.acks_seen = False  # whether an ACK of the peer was seen: only then is data kept
 
     @property
     def offset(self) -> int:
@@ -197,20 +248,89 @@ class StreamReassembler:
             return None
         return (self._base + self._next) & _SEQ_MASK
 
-    def skip(self, seq: int, n: int, ts: float) -> bool:
+    def skip(self, seq: int, n: int, ts: float, payload: bytes | None = None) -> bool:
         """Take the in-order segment at ``seq`` by its length ``n`` alone; False if it is not one.
 
         Only a segment that starts exactly where the stream stands, with nothing held out of
         order and no FIN known, qualifies: then ``add`` would deliver it whole, untouched and
         uncounted, and its bytes need not be copied. Anything else goes through ``add``.
+        ``payload``, when given, is kept (not copied) until acknowledged, as ``add`` keeps it.
         """
         if self._starts or self._fin is not None or not self.started:
             return False
         if (seq - self._base - self._next) & _SEQ_MASK:
             return False
         self.last_ts = ts
+        if payload is not None and self.acks_seen:
+            # _keep, inlined: this is the path of nearly every data-set segment.
+            stats = self.stats
+            cost = n + KEPT_RUN_OVERHEAD
+            if stats.kept_memory + cost <= self._max_unacked_total:
+                kept = self._kept
+                if kept is None:
+                    kept = self._kept = []
+                kept.append((self._next, payload))
+                stats.kept_memory += cost
+                self.kept_bytes += n
+                if self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments:
+                    self._trim_kept()
+            else:
+                stats.unacked_dropped_bytes += n
         self._next += n
         return True
+
+    def absorbed(self, data: bytes) -> None:
+        """The compiled reader's copy of the last bytes it absorbed, not yet acknowledged.
+
+        ``data`` ends where the stream stands (``skip`` accounted it already).
+        """
+        if data and self.acks_seen:
+            at = self._next - len(data)
+            kept = self._kept
+            while kept and kept[-1][0] + len(kept[-1][1]) > at:
+                # Cannot happen when the reader took over at the stream's end; never keep
+                # two copies of one offset.
+                gone = len(kept.pop()[1])
+                self.kept_bytes -= gone
+                self.stats.kept_memory -= gone + KEPT_RUN_OVERHEAD
+            self._keep(data, at)
+
+    def release(self, ack: int) -> None:
+        """The peer acknowledged up to ``ack``: kept delivered bytes below it are let go."""
+        self.acks_seen = True
+        if not self.started:
+            return
+        nxt = self._next
+        delta = (ack - self._base - nxt) & _SEQ_MASK
+        if delta < _SEQ_HALF:
+            # At or past what was delivered (an ACK may overtake its data on a span port).
+            self._acked = nxt
+            self._forget_kept()
+            return
+        to = nxt + delta - _SEQ_SPACE
+        if to <= self._acked:
+            return
+        self._acked = to
+        kept = self._kept
+        freed = runs = 0
+        if not kept:
+            return
+        for at, data in kept:
+            if at + len(data) > to:
+                break
+            freed += len(data)
+            runs += 1
+        del kept[:runs]
+        cut = 0
+        if kept and kept[0][0] < to:
+            # A run acknowledged in part: its acknowledged head goes (rare: ACKs fall on
+            # segment ends), so that what is kept is exactly the unacknowledged bytes.
+            at, data = kept[0]
+            cut = to - at
+            kept[0] = (to, data[cut:])
+        if runs or cut:
+            self.kept_bytes -= freed + cut
+            self.stats.kept_memory -= freed + cut + KEPT_RUN_OVERHEAD * runs
 
     def acked(self, ack: int) -> list[Chunk]:
         """The peer acknowledged up to ``ack``: bytes below it that never came were lost.
@@ -247,6 +367,7 @@ class StreamReassembler:
         self._starts.clear()
         self._runs.clear()
         self._buffered = 0
+        self._forget_kept()
 
     def _clip_held(self, limit: int) -> None:
         """Forget held bytes at or past ``limit`` (they came after the FIN)."""
@@ -267,6 +388,8 @@ class StreamReassembler:
         """Make ``seq`` stream offset 0."""
         self._base = seq
         self._next = 0
+        self._acked = 0
+        self._forget_kept()
         self.started = True
 
     def _take(self, start: int, data: bytes, missing: int, out: list[Chunk]) -> None:
@@ -275,10 +398,12 @@ class StreamReassembler:
         end = start + len(data) + missing
         if end <= nxt:
             self.stats.retransmissions += 1
+            self._compare(start, data)
             return
         if start < nxt:
-            # Partly seen already: the first copy wins and what was delivered is gone.
+            # Partly seen already: the first copy wins; compare with it while it is kept.
             self.stats.overlaps += 1
+            self._compare(start, data)
             data, missing = _piece(start, data, missing, nxt, end)
             start = nxt
         if start == nxt and not self._starts:
@@ -288,6 +413,97 @@ class StreamReassembler:
         self._drain(out)
         while self._buffered > self._max_bytes or len(self._starts) > self._max_segments:
             self._jump(self._starts[0], out)
+
+    def _compare(self, start: int, data: bytes) -> None:
+        """Compare a copy at ``start`` with the kept delivered bytes it covers.
+
+        Bytes the peer acknowledged are not looked at: the receiver already has (and kept)
+        the first copy, and drops this one. Delivered bytes no longer or never kept are
+        counted as not compared.
+        """
+        hi = min(start + len(data), self._next)
+        lo = max(start, self._acked)
+        if hi <= lo:
+            return
+        covered = 0
+        differs = False
+        # Newest first: retransmissions are of recent bytes.
+        for at, kept in reversed(self._kept or ()):
+            if at >= hi:
+                continue
+            kend = at + len(kept)
+            if kend <= lo:
+                break
+            a = max(lo, at)
+            b = min(hi, kend)
+            covered += b - a
+            if not differs and data[a - start : b - start] != kept[a - at : b - at]:
+                differs = True
+        if covered < hi - lo:
+            self.stats.uncompared_bytes += hi - lo - covered
+        if differs:
+            self.stats.overlap_mismatches += 1
+            self.mismatches += 1
+
+    def _keep(self, data: bytes, at: int | None = None) -> None:
+        """Keep delivered bytes (at the stream's current offset) until they are acknowledged."""
+        stats = self.stats
+        cost = len(data) + KEPT_RUN_OVERHEAD
+        if stats.kept_memory + cost > self._max_unacked_total:
+            stats.unacked_dropped_bytes += len(data)  # every stream together is at its cap
+            return
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = []
+        kept.append((self._next if at is None else at, data))
+        self.kept_bytes += len(data)
+        stats.kept_memory += cost
+        if self.kept_bytes > self._max_unacked or len(kept) > self._max_unacked_segments:
+            self._trim_kept()
+
+    def _trim_kept(self) -> None:
+        """Let the oldest kept bytes go, unacknowledged, while over a cap; count them."""
+        stats = self.stats
+        excess = self.kept_bytes - self._max_unacked
+        if excess > 0:
+            stats.unacked_dropped_bytes += self.let_go(excess)
+        kept = self._kept
+        while kept and len(kept) > self._max_unacked_segments:
+            data = kept.pop(0)[1]
+            self.kept_bytes -= len(data)
+            stats.kept_memory -= len(data) + KEPT_RUN_OVERHEAD
+            stats.unacked_dropped_bytes += len(data)
+
+    def let_go(self, n: int) -> int:
+        """Let the oldest ``n`` kept bytes go (a run is cut where they end); how many went.
+
+        Not counted here: the per-direction cap counts them, or the compiled reader did.
+        """
+        kept = self._kept
+        stats = self.stats
+        gone = 0
+        while kept and gone < n:
+            at, data = kept[0]
+            size = len(data)
+            if gone + size <= n:
+                del kept[0]
+                gone += size
+                stats.kept_memory -= size + KEPT_RUN_OVERHEAD
+            else:
+                cut = n - gone
+                kept[0] = (at + cut, data[cut:])
+                gone += cut
+                stats.kept_memory -= cut
+        self.kept_bytes -= gone
+        return gone
+
+    def _forget_kept(self) -> None:
+        """Let every kept byte go (the stream restarts or is no longer of interest)."""
+        kept = self._kept
+        if kept is not None:
+            self.stats.kept_memory -= self.kept_bytes + KEPT_RUN_OVERHEAD * len(kept)
+            self._kept = None
+            self.kept_bytes = 0
 
     def _hold(self, start: int, data: bytes, missing: int) -> None:
         """Keep the parts of a run that no held run covers; compare the parts that one does."""
@@ -355,6 +571,8 @@ class StreamReassembler:
         """Emit in-order bytes and the lost bytes after them."""
         if data:
             out.append(data)
+            if self.acks_seen:
+                self._keep(data)
             self._next += len(data)
         if missing:
             self._lose(missing, out)

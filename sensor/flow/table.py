@@ -47,6 +47,9 @@ class EngineConfig:
     probe_history_bytes: int = 64 * 1024
     reassembly_max_bytes: int = 1 << 20
     reassembly_max_segments: int = 1024
+    # Delivered bytes kept per direction until acknowledged, to compare retransmitted copies.
+    reassembly_max_unacked_bytes: int = 64 * 1024
+    reassembly_max_unacked_total: int = 8 << 20  # the same over every flow, with overheads
     tail_max_bytes: int = (1 << 20) + (64 << 10)
     closed_linger: float = 30.0  # a closed flow's entry absorbs late segments this long
 

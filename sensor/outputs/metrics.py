@@ -392,6 +392,28 @@ class SensorCollector(Collector):
             "Bytes missing in those holes.",
             stats.stream.gap_bytes,
         )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_reassembly_unacked_dropped_bytes",
+            "Delivered TCP bytes let go (or never kept) before the peer acknowledged them: "
+            "the per-direction or the total cap of bytes kept to compare retransmissions "
+            "with was reached.",
+            stats.stream.unacked_dropped_bytes,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "dicom_sensor_reassembly_kept_bytes",
+            "Memory taken now by delivered TCP bytes kept until acknowledged (bytes and the "
+            "objects that hold them, over every flow).",
+            stats.stream.kept_memory,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_reassembly_uncompared_bytes",
+            "Retransmitted bytes of already delivered TCP data that could not be compared with "
+            "the copy decoded (let go at the cap, no ACK of the peer seen, or after a gap).",
+            stats.stream.uncompared_bytes,
+        )
         yield _counter(
             "dicom_sensor_output_failures",
             "Deliveries that failed, by output: baseline saves, syslog alerts (not sent, or "

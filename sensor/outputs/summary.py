@@ -72,6 +72,19 @@ def write_summary(pipeline: Any, elapsed: float, out: TextIO, outputs: dict[str,
             f"C-MOVEs decided early (more than 8,192 awaiting their destination): {limited}",
             file=out,
         )
+    uncompared = stats.stream.uncompared_bytes
+    if uncompared or stats.stream.unacked_dropped_bytes:
+        cfg = pipeline.engine.config
+        keep = (
+            f"{_human_bytes(cfg.reassembly_max_unacked_bytes)} kept per direction, "
+            f"{_human_bytes(cfg.reassembly_max_unacked_total)} in all"
+        )
+        print(
+            f"retransmitted bytes not compared with the decoded copy: {uncompared:,}; "
+            f"delivered bytes let go unacknowledged ({keep}): "
+            f"{stats.stream.unacked_dropped_bytes:,}",
+            file=out,
+        )
     evicted = stats.evicted
     if evicted:
         print(f"flows evicted to stay within limits: {evicted}", file=out)

@@ -30,22 +30,6 @@ EXPECTED_SCENARIOS = ["overlap-held", "overlap-retransmit", "reserved-bits", "re
 FILES = ("capture.pcap", "config.yaml", "expected_records.json", "expected_alerts.json",
          "provenance.txt")  # fmt: skip
 
-# The stream layer compares overlapping copies of bytes it holds out of order; a copy of bytes
-# it already delivered in order is counted as a retransmission but not compared (delivered
-# bytes are not kept), so the retransmit case is not yet flagged. Strict: it fails as soon as
-# the sensor does flag it, and this mark must go.
-RETRANSMIT_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="overlap-mismatch is not raised for a differing copy of bytes already delivered "
-    "in order (sensor/flow/stream.py keeps no delivered bytes to compare)",
-)
-
-
-def with_gap(scenarios: list[str]) -> list[Any]:
-    return [pytest.param(s, marks=RETRANSMIT_GAP) if s == "overlap-retransmit" else s
-            for s in scenarios]  # fmt: skip
-
-
 _RUNS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
 _EVENTS: dict[str, list[dict[str, Any]]] = {}  # every event of a scenario's run
 
@@ -109,7 +93,7 @@ def test_captures_are_small() -> None:
     assert max(sizes) < 100_000 and sum(sizes) < 1_000_000
 
 
-@pytest.mark.parametrize("scenario", with_gap(SCENARIOS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_records_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) -> None:
     expected = json.loads((EVASION / scenario / "expected_records.json").read_text())
     records, _ = read(scenario, tmp_path)
@@ -127,7 +111,7 @@ def test_records_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) ->
     assert canonical(projected) == canonical(want)
 
 
-@pytest.mark.parametrize("scenario", with_gap(SCENARIOS))
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_alerts_are_exactly_the_expected_ones(scenario: str, tmp_path: Path) -> None:
     expected = json.loads((EVASION / scenario / "expected_alerts.json").read_text())
     _, alerts = read(scenario, tmp_path)
@@ -163,13 +147,22 @@ def test_overlap_decodes_the_copy_the_scp_kept(scenario: str, tmp_path: Path) ->
     assert rules.count("move-unknown-destination") == 1
 
 
-@pytest.mark.parametrize("scenario", with_gap(["overlap-held", "overlap-retransmit"]))
+@pytest.mark.parametrize("scenario", ["overlap-held", "overlap-retransmit"])
 def test_overlap_is_flagged_once(scenario: str, tmp_path: Path) -> None:
-    """The differing copies are an anomaly on the record and one stream-evasion alert."""
+    """The differing copies are an anomaly on the record and one stream-evasion alert.
+
+    overlap-held: the decoy is compared with the copy held out of order; overlap-retransmit:
+    with the copy already delivered in order, kept until the PACS acknowledged it.
+    """
     records, alerts = read(scenario, tmp_path)
     (attack,) = [r for r in records if r["source"]["ip"] == "198.51.100.20"]
     assert "overlap-mismatch" in attack["dicom"].get("anomalies", [])
-    assert [a["rule"]["id"] for a in alerts].count("stream-evasion") == 1
+    assert attack["dicom"]["anomaly_counts"]["overlap-mismatch"] == 1
+    others = [r for r in records if r["source"]["ip"] != "198.51.100.20"]
+    assert others and not any("overlap-mismatch" in r["dicom"].get("anomalies", []) for r in others)
+    (alert,) = [a for a in alerts if a["rule"]["id"] == "stream-evasion"]
+    assert alert["source"]["ip"] == "198.51.100.20"
+    assert alert["dicom"]["stream"] == {"overlap_mismatches": 1, "sent_by": "requestor"}
 
 
 def test_reserved_header_byte_association_found_and_decoded(tmp_path: Path) -> None:
