@@ -51,7 +51,8 @@ from .flow.table import EngineConfig, FlowInfo
 from .outputs.alertpcap import AlertPcaps, AlertTarget
 from .outputs.events import anomaly_event
 from .outputs.jsonl import JsonLines, Sink
-from .outputs.livepcap import LiveAlertPcaps
+from .outputs.livepcap import Ends as LiveEnds
+from .outputs.livepcap import LiveAlertPcaps, ends_key
 from .outputs.pivots import Pivots
 from .outputs.records import build_generic_record, build_record
 from .policy.alerts import AlertFolder
@@ -159,6 +160,9 @@ class Pipeline:
         # --alert-pcap live and from standard input: packets kept as they pass (livepcap.py)
         self.live_pcaps: LiveAlertPcaps | None = None
         self._live_feed: LiveAlertPcaps | None = None  # what feed() hands packets to now
+        # The workers' parent: each finding about a session also goes here (PcapVerdicts),
+        # to the worker that keeps the session's packets for --alert-pcap.
+        self.verdicts: Callable[[Finding, object | None], None] | None = None
         # Ended associations with a decision still to come (a C-MOVE): their alert pcap
         # target waits for it. id(session) -> (session, info, requestor, acceptor, rules)
         self._held: dict[int, tuple[Session, FlowInfo, Any, Any, set[str]]] = {}
@@ -464,13 +468,17 @@ class Pipeline:
         self.pivots = Pivots.from_config(config, self.pivots.interface)
         self.folder.window = config.fold_window
 
-    def finish(self) -> None:
-        """End of input: close every open association as capture-ended, flush folded alerts."""
+    def finish(self, live_pcaps: bool = True) -> None:
+        """End of input: close every open association as capture-ended, flush folded alerts.
+
+        ``live_pcaps=False`` (a capture worker): live alert pcaps stay open for the verdicts
+        the parent has still to send; the worker finishes them itself.
+        """
         self.engine.finish(self.last_ts)
         # Decisions still pending (a C-MOVE's destination) are made with what is known.
         self._late(self.policy.flush(self.last_ts))
         self._alerts(self.folder.flush())
-        if self.live_pcaps is not None:
+        if self.live_pcaps is not None and live_pcaps:
             self.live_pcaps.finish()
         self.save_baseline()
         if self.syslog is not None:
@@ -496,6 +504,8 @@ class Pipeline:
     def _finding(self, finding: Finding, session: object | None = None) -> None:
         """Count a finding (every repeat counts) and write what the folder lets out."""
         self.counters.alerts[(finding.rule.id, finding.rule.severity.value)] += 1
+        if self.verdicts is not None:
+            self.verdicts(finding, session)
         if self.alert_pcaps is not None:
             # The association whose event decided it, and the one it is about (a C-MOVE
             # decided at its sub-association or later), each go to --alert-pcap.
@@ -907,11 +917,13 @@ class PolicyOutbox:
 class _SessionMirror:
     """The parent's copy of what the policy reads of one worker's DICOM session."""
 
-    __slots__ = ("info", "state")
+    __slots__ = ("info", "key", "state", "worker")
 
-    def __init__(self, info: FlowInfo) -> None:
+    def __init__(self, info: FlowInfo, worker: int = -1, key: int = 0) -> None:
         self.info = info
         self.state = AssociationState("")
+        self.worker = worker  # the worker that follows it, and its key there
+        self.key = key
 
     def update(self, info: FlowInfo | None, facts: _Facts, contexts: Any) -> None:
         """Take a worker's facts; ``contexts`` rebuilds the PDUs that came with them."""
@@ -933,10 +945,13 @@ class _SessionMirror:
 class _Originator:
     """The parent's copy of a plug-in session: who started it."""
 
-    __slots__ = ("direction",)
+    __slots__ = ("direction", "info", "key", "worker")
 
-    def __init__(self, direction: Direction | None) -> None:
+    def __init__(self, direction: Direction | None, info: FlowInfo, worker: int, key: int) -> None:
         self.direction = direction
+        self.info = info
+        self.worker = worker
+        self.key = key
 
     def originator(self) -> Direction | None:
         return self.direction
@@ -1037,7 +1052,7 @@ class PolicyInbox:
     def _mirror(self, worker: int, key: int, info: Any, facts: _Facts) -> _SessionMirror:
         mirror = self.sessions.get((worker, key))
         if mirror is None:
-            mirror = self.sessions[(worker, key)] = _SessionMirror(info)
+            mirror = self.sessions[(worker, key)] = _SessionMirror(info, worker, key)
         mirror.update(info, facts, lambda sent: self._associate(worker, sent))
         return mirror
 
@@ -1064,12 +1079,69 @@ class PolicyInbox:
         elif kind == "close":
             _, _, key, info, facts = item
             found = self.sessions.pop((worker, key), None)
-            mirror = found if found is not None else _SessionMirror(info)
+            mirror = found if found is not None else _SessionMirror(info, worker, key)
             mirror.update(info, facts, lambda sent: self._associate(worker, sent))
             judge.judge_close(key, info, mirror)
         elif kind == "generic":
             _, _, key, info, side, ts = item
             originator = None if side is None else _DIRECTIONS[side]
-            judge.judge_generic(key, info, _Originator(originator), ts)
+            judge.judge_generic(key, info, _Originator(originator, info, worker, key), ts)
         elif kind == "tls":
             judge.judge_tls(item[3])
+
+
+class PcapVerdicts:
+    """The workers' parent's findings, back to the workers that keep the packets.
+
+    ``capture --workers --alert-pcap``: a worker keeps each association it follows in a
+    buffer (LiveAlertPcaps), the parent judges. Each finding about a session (the one it
+    names, and the one whose event decided it) becomes a verdict for the worker that sent
+    that session: (flow key, its session key there, rule, the finding's endpoints or
+    None). A finding about no session the parent knows (a late decision about an
+    association whose mirror is gone) goes to every worker by endpoints alone.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.out: list[list[tuple[Any, ...]]] = [[] for _ in range(workers)]
+        self.sent = 0  # verdicts sent (a finding may make two)
+
+    def __call__(self, finding: Finding, session: object | None) -> None:
+        rule, subject, view = finding.rule.id, finding.session, finding.view
+        ends = (
+            None
+            if view is None
+            else LiveEnds(
+                view.requestor_ip, view.requestor_port, view.acceptor_ip, view.acceptor_port
+            )
+        )
+        if subject is not None:
+            self._to(subject, rule, ends)
+        if session is not None and session is not subject:
+            self._to(session, rule, ends if subject is None else None)
+        if subject is None and session is None and ends is not None:
+            for out in self.out:
+                out.append((None, 0, rule, ends))
+                self.sent += 1
+
+    def _to(self, session: object, rule: str, ends: Any) -> None:
+        worker = getattr(session, "worker", -1)
+        if not 0 <= worker < len(self.out):
+            return
+        info = session.info  # type: ignore[attr-defined]
+        key = ends_key((info.origin_ip, info.origin_port), (info.peer_ip, info.peer_port))
+        self.out[worker].append((key, session.key, rule, ends))  # type: ignore[attr-defined]
+        self.sent += 1
+
+    def take(self, worker: int) -> list[tuple[Any, ...]]:
+        """The verdicts for one worker since the last take."""
+        out, self.out[worker] = self.out[worker], []
+        return out
+
+
+def apply_verdicts(live: LiveAlertPcaps, verdicts: list[tuple[Any, ...]]) -> None:
+    """A worker's side of :class:`PcapVerdicts`."""
+    for key, session, rule, ends in verdicts:
+        if key is None:
+            live.alerted_late(ends, rule)
+        else:
+            live.verdict(key, session, {rule}, ends)

@@ -16,6 +16,14 @@ watermark every select timeout), and runs the one policy engine, learned baselin
 inventory and alert folder, with the decisions made late (a C-MOVE and its
 sub-association, which may be on two workers): findings do not depend on the number of
 workers.
+
+With ``--alert-pcap`` the packets stay in the worker that follows the association, while
+the parent judges: the parent sends each worker, on a queue of its own, the verdicts about
+its sessions and the time it has judged up to (at most every ``JUDGED_SECONDS``, only
+when it has advanced). A worker holds an ended association's buffer until that judged time
+passes its end, writes the pcaps, and sends their index lines to the parent, the one
+writer of ``index.jsonl``. At the end the parent makes its last decisions once every
+worker has sent its last input, then tells the workers to finish their pcaps.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from ..capture.errors import CaptureError
@@ -59,6 +68,8 @@ from .live import (
 SNAPSHOT_SECONDS = 1.0
 STOP_GRACE_SECONDS = 20.0
 WATERMARK_SECONDS = 0.1  # an idle worker tells the parent time passed at most this often
+JUDGED_SECONDS = 0.2  # the parent tells the workers its judged time at most this often
+FINAL_WAIT_SECONDS = 10.0  # a worker waits this long for the parent's last verdicts
 
 
 class QueueSink:
@@ -98,6 +109,12 @@ def _add(total: Any, part: Any) -> None:
             setattr(total, f.name, mine + theirs)
 
 
+def _pcap_totals() -> Any:
+    from ..outputs.alertpcap import AlertPcapStats
+
+    return argparse.Namespace(stats=AlertPcapStats(), held_bytes=0)
+
+
 class Merged:
     """What the metrics collector and the inventory writers read: workers summed, one policy.
 
@@ -115,6 +132,8 @@ class Merged:
         self.drops: dict[str, dict[str, int]] = {}
         # Writes the parent's own outputs could not take (workers write no files).
         self.file_failures: Counter[str] = judge.counters.output_failures
+        # --alert-pcap: the workers' pcaps summed (the metrics read it as live_pcaps)
+        self.live_pcaps: Any = None
 
     @property
     def policy_config(self) -> Any:
@@ -130,7 +149,12 @@ class Merged:
         )
         active = 0
         drops: dict[str, dict[str, int]] = {}
+        pcaps = _pcap_totals()
         for snap in snapshots.values():
+            if snap.get("pcaps") is not None:
+                pcap_stats, held = snap["pcaps"]
+                _add(pcaps.stats, pcap_stats)
+                pcaps.held_bytes += held
             _add(counters, snap["counters"])
             _add(stats, snap["stats"])
             _add(prefilter, snap["prefilter"])
@@ -153,10 +177,14 @@ class Merged:
         self.drops.clear()
         self.drops.update(drops)
         self.policy = self.judge.policy
+        if self.live_pcaps is not None:
+            self.live_pcaps = pcaps
 
 
 def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]]) -> dict[str, Any]:
+    live = pipeline.live_pcaps
     return {
+        "pcaps": None if live is None else (live.stats, live.held_bytes),
         "counters": pipeline.counters,
         "stats": pipeline.engine.stats,
         "prefilter": pipeline.followed.stats,
@@ -165,11 +193,14 @@ def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]]) -> dict[str, Any]
     }
 
 
-def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue: Any) -> None:
-    """One worker's whole life; it reports through ``queue`` and never writes files."""
+def _worker(
+    index: int, args: argparse.Namespace, config: Any, group: int, queue: Any, back: Any
+) -> None:
+    """One worker's whole life; it reports through ``queue`` and writes no file but its
+    alert pcaps; ``back`` brings the parent's verdicts about its sessions."""
     from dissectors.registry import load_dissectors
 
-    from ..pipeline import Pipeline, PolicyOutbox
+    from ..pipeline import Pipeline, PolicyOutbox, apply_verdicts
     from .options import alert_pcap_limits
 
     set_worker(index)
@@ -200,9 +231,32 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
     pipeline.report = report_to_log
     outbox = PolicyOutbox()
     pipeline.remote_policy(outbox)
+    live = None
     if getattr(args, "alert_pcap", None):
-        # Each worker keeps its own associations' packets and writes their pcaps itself.
-        pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
+        # Each worker keeps its own associations' packets and writes their pcaps when the
+        # parent's verdict comes; the parent writes the index.
+        live = pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
+        live.judged = float("-inf")
+        live.order = lambda: outbox.clock
+        live.index_sink = lambda entries: queue.put(("pcap-index", index, entries))
+    final = [False]
+
+    def verdicts(wait: float = 0.0) -> None:
+        """Apply what the parent sent back (waiting up to ``wait`` for the first)."""
+        while True:
+            try:
+                message = back.get(timeout=wait) if wait else back.get_nowait()
+            except queue_module.Empty:
+                return
+            wait = 0.0
+            if message is None:
+                final[0] = True
+                return
+            judged, items = message
+            if live is not None:
+                apply_verdicts(live, items)
+                live.judged_to(judged)
+
     drops: dict[str, dict[str, int]] = {}
     quiet = argparse.Namespace(
         **{**vars(args), "inventory": None, "inventory_csv": None, "metrics": None}
@@ -213,6 +267,8 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
         queue.put(("snapshot", index, _snapshot(pipeline, drops)))
 
     def send(idle_since: float | None) -> None:
+        if live is not None:
+            verdicts()
         if idle_since is not None:
             outbox.passed(idle_since)  # no packet was waiting: time has passed for this worker
         if outbox.inputs or outbox.clock - sent[0] >= WATERMARK_SECONDS:
@@ -222,9 +278,17 @@ def _worker(index: int, args: argparse.Namespace, config: Any, group: int, queue
 
     log("worker.started", interfaces=args.interface, pid=os.getpid())
     live_loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report, on_read=send)
-    pipeline.finish()
+    pipeline.finish(live_pcaps=False)
     _, inputs = outbox.take(outbox.clock)
     queue.put(("policy", index, (float("inf"), inputs)))
+    if live is not None:
+        # The parent's last verdicts come once every worker has sent its last input.
+        give_up = time.monotonic() + FINAL_WAIT_SECONDS
+        while not final[0] and time.monotonic() < give_up:
+            verdicts(wait=0.2)
+        if not final[0]:
+            log("worker.verdicts_late", level="warning", waited=FINAL_WAIT_SECONDS)
+        live.finish()
     pipeline.counters.packets = totals(sources)[0]
     drops.update(interface_drops(sources))
     report()
@@ -237,15 +301,18 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     from dissectors.registry import load_dissectors
 
     from ..outputs import jsonl, metrics, serve, syslog  # noqa: F401  (before any privilege drop)
+    from ..outputs.livepcap import append_index
     from ..outputs.serve import ListenError, serve_metrics
-    from ..pipeline import Pipeline, PolicyInbox
+    from ..pipeline import PcapVerdicts, Pipeline, PolicyInbox
+    from .capture import alert_pcap_log
 
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
+    backs = [ctx.Queue() for _ in range(args.workers)]
     group = os.getpid() & 0xFFFF
     # Workers are forked while this process may still open the interfaces.
     workers = [
-        ctx.Process(target=_worker, args=(i, args, config, group, queue), daemon=True)
+        ctx.Process(target=_worker, args=(i, args, config, group, queue, backs[i]), daemon=True)
         for i in range(args.workers)
     ]
     for proc in workers:
@@ -279,6 +346,49 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     judge.pivots.interface = args.interface[0] if len(args.interface) == 1 else None
     inbox = PolicyInbox(judge, args.workers)
     merged = Merged(judge, dissectors)
+    pcap_verdicts: PcapVerdicts | None = None
+    if args.alert_pcap:
+        pcap_verdicts = judge.verdicts = PcapVerdicts(args.workers)
+        merged.live_pcaps = _pcap_totals()
+    told = [float("-inf"), 0.0]  # the judged time last sent to the workers, and when
+    index_failing = [False]
+
+    def tell_workers(final: bool = False) -> None:
+        """Send each worker its verdicts and the judged time (when either is new)."""
+        if pcap_verdicts is None:
+            return
+        low = min(inbox.watermarks)
+        now = time.monotonic()
+        pending = any(pcap_verdicts.out)
+        if not (final or pending or (low > told[0] and now - told[1] >= JUDGED_SECONDS)):
+            return
+        judged = low if low != float("inf") else judge.last_ts
+        for i, back in enumerate(backs):
+            back.put((judged, pcap_verdicts.take(i)))
+            if final:
+                back.put(None)
+        told[0], told[1] = low, now
+
+    def write_index(entries: list[dict[str, Any]]) -> None:
+        try:
+            append_index(Path(args.alert_pcap), entries)
+        except OSError as exc:
+            merged.file_failures["files"] += 1
+            if not index_failing[0]:
+                report_to_log(f"--alert-pcap {args.alert_pcap}: {exc.strerror or exc}")
+            index_failing[0] = True
+        else:
+            index_failing[0] = False
+
+    finished = [False]
+
+    def finish_judging() -> None:
+        """Every worker has sent its last input: the last decisions, then the workers'
+        pcaps can be finished."""
+        finished[0] = True
+        judge.finish()
+        tell_workers(final=True)
+
     for sink in sinks.values():
         sink.watch(merged.file_failures, report_to_log)
     if args.metrics_listen:
@@ -324,13 +434,13 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         try:
             kind, index, payload = _receive(queue)
         except queue_module.Empty:
+            kind, index, payload = "", -1, None
             for i, proc in enumerate(workers):
                 if i not in done and not proc.is_alive():
                     # Died without saying so: judge what it sent, do not wait for it.
                     log("worker.lost", level="error", worker=i, exitcode=proc.exitcode)
                     done.add(i)
                     inbox.done(i)
-            continue
         if kind == "policy":
             watermark, inputs = payload
             inbox.receive(index, watermark, inputs)
@@ -338,6 +448,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             judge.write_record(payload)
         elif kind == "event" and "events" in sinks:
             sinks["events"].write(payload)
+        elif kind == "pcap-index":
+            write_index(payload)
         elif kind == "snapshot":
             snapshots[index] = payload
             merged.update(snapshots)
@@ -347,6 +459,10 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         elif kind == "done":
             done.add(index)
             inbox.done(index)
+        if not finished[0] and min(inbox.watermarks) == float("inf"):
+            finish_judging()
+        else:
+            tell_workers()
         if time.monotonic() >= next_state:
             next_state = time.monotonic() + INVENTORY_SECONDS
             write_state(merged, args, merged.drops)
@@ -355,7 +471,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         inbox.done(i)
     for proc in workers:
         proc.join(timeout=2)
-    judge.finish()
+    if not finished[0]:
+        judge.finish()
     merged.update(snapshots)
     for sink in sinks.values():
         sink.close()
@@ -374,6 +491,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         policy_inputs=inbox.judged,
         policy_inputs_waiting_peak=inbox.waiting_peak,
         policy_inputs_unordered=judge.counters.policy_inputs_unordered,
+        **alert_pcap_log(merged.live_pcaps),
     )
     return 0
 

@@ -73,7 +73,7 @@ class AlertPcapLimits:
     max_total_bytes: int = 256 << 20
     # Live and standard input: packets are kept in memory until their association alerts.
     max_buffer_bytes: int = 32 << 20
-    max_held: int = 1024  # ended associations kept for a late decision (a C-MOVE's)
+    max_held: int = 1024  # ended associations kept for a late decision (a C-MOVE's) or verdict
 
 
 @dataclass(slots=True)

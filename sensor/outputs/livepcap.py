@@ -19,6 +19,14 @@ Bounds (each bite counted by bound in ``dicom_sensor_alert_pcap_limited_total``)
 bytes per association (the head is kept first), total bytes written, bytes held in memory
 by associations not alerting (``buffer-bytes``) and ended associations waiting for a late
 decision (``held-associations``, the oldest dropped first).
+
+Under ``capture --workers`` the worker that follows an association keeps its packets, but
+the parent judges it (``sensor/commands/workers.py``): the parent sends each verdict back
+(:meth:`LiveAlertPcaps.verdict`) with the time up to which it has judged every worker's
+inputs (:meth:`LiveAlertPcaps.judged_to`). An ended association's buffer is therefore held
+in a worker until the parent's judged time has passed its end (a short grace, counted
+with the C-MOVE holds against ``held-associations``), and a C-MOVE's hold runs on the
+judged time too. Index lines go to the parent, the only writer of ``index.jsonl``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..capture.decode import Segment
 from ..flow.table import CLOSED, MATCHED, PROBING
@@ -51,6 +59,31 @@ OVERHEAD = 160  # bytes of Python objects per kept packet, counted with its fram
 BUFFER_OVERHEAD = 2048  # bytes of one association's buffer before any packet
 
 
+TICK = 1.0  # the parent makes late decisions at most this long after their time
+
+
+class Ends(NamedTuple):
+    """An association's endpoints as a finding names them (what a verdict carries)."""
+
+    requestor_ip: str
+    requestor_port: int
+    acceptor_ip: str
+    acceptor_port: int
+
+
+def ends_key(a: tuple[str, int], b: tuple[str, int]) -> Key4:
+    """The :func:`key4` of a connection between ``a`` and ``b``."""
+    return (*a, *b) if a <= b else (*b, *a)
+
+
+def append_index(directory: Path, entries: list[dict[str, Any]]) -> None:
+    """Append index lines (one write per line); raises OSError."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / INDEX).open("a", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(json.dumps(entry) + "\n")
+
+
 def key4(seg: Segment) -> Key4:
     """Both ends of a segment's connection, lower (ip, port) first (the engine's order)."""
     src, dst = seg.src, seg.dst
@@ -70,6 +103,7 @@ class _Buffer:
     moved: bool = False  # carried a C-MOVE-RQ
     writing: bool = False  # alerted: its pcap is on disk and grows
     ended_at: float | None = None  # the association ended; linger or wait until...
+    judged_by: float = 0.0  # --workers: the parent's verdicts on it are all sent by then
     packets: int = 0
     refused: bool = False  # the files bound bit for it (counted once)
     rules: set[str] = field(default_factory=set)
@@ -100,6 +134,13 @@ class LiveAlertPcaps:
         self._ending: dict[Key4, _Buffer] = {}  # ended and written: the teardown is appended
         self._failed = False
         self._alerts: dict[int, tuple[set[str], Any]] = {}  # alerts before the buffer existed
+        # capture --workers: the parent judges; the time up to which it has (None: here)
+        self.judged: float | None = None
+        self._grace: OrderedDict[Key4, _Buffer] = OrderedDict()  # ended, verdict on its way
+        # capture --workers: index lines go to the parent (the one writer of index.jsonl)
+        self.index_sink: Callable[[list[dict[str, Any]]], None] | None = None
+        # --workers: the order of the worker's latest policy input (its end's is no later)
+        self.order: Callable[[], float] | None = None
         self.report: Callable[[str], None] | None = None
         self.failures: Counter[str] | None = None  # the pipeline's output failures
 
@@ -144,7 +185,7 @@ class LiveAlertPcaps:
                 self._alerts.clear()  # alerts of sessions that have no buffer (not followed)
             return
         if state == CLOSED:
-            buf = self._ending.get(key) or self._held.get(key)
+            buf = self._ending.get(key) or self._held.get(key) or self._grace.get(key)
             if buf is not None and seg.ts <= (buf.ended_at or seg.ts) + LINGER:
                 self._add(buf, seg, data, wire)
 
@@ -241,17 +282,23 @@ class LiveAlertPcaps:
         """A finding about an ended association (a late decision): True if its pcap was kept."""
         ends = (view.requestor_ip, view.requestor_port, view.acceptor_ip, view.acceptor_port)
         key = (*ends[:2], *ends[2:]) if ends[:2] <= ends[2:] else (*ends[2:], *ends[:2])
-        buf = self._held.get(key)
+        buf = self._held.pop(key, None) or self._grace.pop(key, None)
         if buf is None:
             written = self._ending.get(key)
             if written is not None:
                 written.rules.add(rule)
                 return True
             return False
-        del self._held[key]
         self._write(buf, {rule}, view)
-        self._ending[key] = buf
+        self._written_or_dropped(key, buf)
         return True
+
+    def _written_or_dropped(self, key: Key4, buf: _Buffer) -> None:
+        """An ended buffer that alerted: its teardown is appended (unless a bound refused it)."""
+        if buf.writing:
+            self._ending[key] = buf
+        else:
+            self._drop(buf)
 
     def ended(self, session: object, ts: float) -> None:
         """The association ended: finish its pcap, hold its buffer, or drop it."""
@@ -262,16 +309,50 @@ class LiveAlertPcaps:
         if buf is None:
             return
         buf.ended_at = ts
+        # An association closed by a timer is judged at the timer's time, not its last packet's.
+        buf.judged_by = ts if self.order is None else max(ts, self.order())
         if buf.writing:
             self._ending[key] = buf
-        elif buf.moved:
-            if len(self._held) >= self.limits.max_held:
-                _, oldest = self._held.popitem(last=False)
+        elif buf.moved or self.judged is not None:
+            # A C-MOVE waits for a late decision; under --workers every association waits
+            # for the parent's verdict (until its judged time passes the end).
+            if len(self._held) + len(self._grace) >= self.limits.max_held:
+                older = self._grace if self._grace else self._held
+                _, oldest = older.popitem(last=False)
                 self._drop(oldest)
                 self.stats.limited[Bound.HELD] += 1
-            self._held[key] = buf
+            (self._held if buf.moved else self._grace)[key] = buf
         else:
             self._drop(buf)
+
+    def verdict(self, key: Key4, session: int, rules: set[str], view: Ends | None) -> None:
+        """The workers' parent says the association ``key`` (session id ``session`` here)
+        raised ``rules``: write its pcap, whether it is still open or held after its end."""
+        buf = self._buffers.get(key)
+        if buf is not None and buf.session == session:
+            self._write(buf, rules, view)
+            return
+        for held in (self._grace, self._held):
+            buf = held.get(key)
+            if buf is not None and buf.session == session:
+                del held[key]
+                self._write(buf, rules, view)
+                self._written_or_dropped(key, buf)
+                return
+        buf = self._ending.get(key)
+        if buf is not None and buf.session == session:
+            self._write(buf, rules, view)
+
+    def judged_to(self, ts: float) -> None:
+        """The workers' parent has judged every input up to ``ts``: an association that
+        ended by then without a verdict will get none (a C-MOVE's waits in expire)."""
+        if self.judged is None or ts <= self.judged:
+            return
+        self.judged = ts
+        for key, buf in list(self._grace.items()):
+            if buf.judged_by < ts:
+                del self._grace[key]
+                self._drop(buf)
 
     def forget(self, key: Key4) -> None:
         """The engine stopped looking at a connection (not DICOM, or it ended)."""
@@ -289,6 +370,8 @@ class LiveAlertPcaps:
     def expire(self, now: float) -> None:
         """Drop held buffers whose decision time passed; finish pcaps whose teardown passed."""
         self._alerts.clear()  # alerts waiting for a buffer wait one packet at most
+        if self.judged is not None:
+            now = min(now, self.judged - TICK)  # the parent decides on its judged time
         for key, buf in list(self._held.items()):
             if now > (buf.ended_at or now) + self.decide_within + LINGER:
                 del self._held[key]
@@ -310,6 +393,7 @@ class LiveAlertPcaps:
         self._ending.clear()
         self._buffers.clear()
         self._held.clear()
+        self._grace.clear()
         self._probing.clear()
         self._by_session.clear()
         self._alerts.clear()
@@ -406,11 +490,11 @@ class LiveAlertPcaps:
         self.entries = []
 
     def _index(self, entries: list[dict[str, Any]]) -> None:
+        if self.index_sink is not None:
+            self.index_sink(entries)
+            return
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with (self.directory / INDEX).open("a", encoding="utf-8") as fh:
-                for entry in entries:
-                    fh.write(json.dumps(entry) + "\n")
+            append_index(self.directory, entries)
         except OSError as exc:
             self._failure(exc)
 

@@ -5,7 +5,12 @@ tcpreplay onto a veth pair of our own while ``capture -i`` runs on the other end
 alert pcap is read back through ``dicom-sensor read`` and must give the association the
 offline ``read --alert-pcap`` of the same capture gives (tcpreplay stamps new times, so the
 files are compared by what they decode to, not by name). The PHI canary captures are
-replayed the same way and every live alert pcap is searched for every canary. About 20 s.
+replayed the same way and every live alert pcap is searched for every canary.
+
+``capture --workers 2`` gives the same pcaps: the workers keep the packets, the parent
+judges and sends its verdicts back, and alone writes ``index.jsonl``. brute-force's
+``ae-brute-force`` is decided across connections (on different workers), so only in the
+parent. About 40 s in all.
 """
 
 from __future__ import annotations
@@ -59,26 +64,55 @@ def _read_back(directory: Path, tmp_path: Path) -> list[tuple[Any, ...]]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("case", ["perimeter", "credentials-move-query"])
-def test_live_alert_pcaps_read_back_as_offline(
-    veth: tuple[str, str], tmp_path: Path, case: str
-) -> None:
+def _compare_with_offline(
+    veth: tuple[str, str], tmp_path: Path, case: str, *more: str
+) -> dict[str, Any]:
+    """Replay ``case`` to ``capture --alert-pcap`` (with ``more``) and compare the pcaps and
+    the index with the offline ``read --alert-pcap``; returns capture.stopped."""
     capture, config = ZONES / case / "capture.pcap", ZONES / case / "config.yaml"
     offline = tmp_path / "offline"
     rc = main(["read", str(capture), "-c", str(config), "--alert-pcap", str(offline), "-q"])
     assert rc == 0
     live = tmp_path / "live"
     run = replay(veth, [capture], 400, tmp_path / "assoc.jsonl",
-                 "-c", str(config), "--alert-pcap", str(live))  # fmt: skip
+                 "-c", str(config), "--alert-pcap", str(live), *more)  # fmt: skip
     assert run.stopped["dropped_kernel"] == 0
-    assert run.stopped["alert_pcap_files"] == len(list(offline.glob("*.pcap")))
     assert _read_back(live, tmp_path) == _read_back(offline, tmp_path)
-    index = [json.loads(line) for line in (live / "index.jsonl").read_text().splitlines()]
+    assert run.stopped["alert_pcap_files"] == len(list(offline.glob("*.pcap")))
+    lines = (live / "index.jsonl").read_text().splitlines()
+    index = [json.loads(line) for line in lines]  # each line whole: one writer
     assert sorted(e["file"] for e in index) == sorted(p.name for p in live.glob("*.pcap"))
+    assert len({e["file"] for e in index}) == len(index)
     offline_rules = sorted(
         json.dumps(e["rules"]) for e in map(json.loads, (offline / "index.jsonl").open())
     )
     assert sorted(json.dumps(e["rules"]) for e in index) == offline_rules
+    return run.stopped
+
+
+@pytest.mark.parametrize("case", ["perimeter", "credentials-move-query"])
+def test_live_alert_pcaps_read_back_as_offline(
+    veth: tuple[str, str], tmp_path: Path, case: str
+) -> None:
+    _compare_with_offline(veth, tmp_path, case)
+
+
+@pytest.mark.parametrize("case", ["perimeter", "credentials-move-query", "brute-force"])
+def test_workers_alert_pcaps_read_back_as_offline(
+    veth: tuple[str, str], tmp_path: Path, case: str
+) -> None:
+    metrics = tmp_path / "metrics.prom"
+    stopped = _compare_with_offline(
+        veth, tmp_path, case, "--workers", "2", "--metrics", str(metrics)
+    )
+    assert stopped["workers"] == 2
+    assert all(n > 0 for n in stopped["inspected_per_worker"]), stopped
+    # The workers' alert pcap counters are summed into the parent's metrics.
+    files = len(list((tmp_path / "live").glob("*.pcap")))
+    text = metrics.read_text()
+    assert f"dicom_sensor_alert_pcap_files_total {files}.0" in text
+    assert "dicom_sensor_alert_pcap_bytes_total 0.0" not in text
+    assert "dicom_sensor_alert_pcap_buffer_bytes 0.0" in text  # all released at the end
 
 
 def test_no_canary_in_live_alert_pcaps(veth: tuple[str, str], tmp_path: Path) -> None:
