@@ -12,6 +12,7 @@ from ..capture.errors import CaptureError
 from ..capture.live import LiveSource, drop_privileges
 from .live import (
     Signals,
+    alert_pcap_log,
     attach_sinks,
     interface_drops,
     live_loop,
@@ -116,14 +117,6 @@ def run_capture(args: argparse.Namespace) -> int:
         **state_log(pipeline),
     )
     return EXIT_OK
-
-
-def alert_pcap_log(live: Any) -> dict[str, Any]:
-    """capture.stopped fields on --alert-pcap: files written and the bounds that bit."""
-    if live is None:
-        return {}
-    limited = {bound: n for bound, n in live.stats.limited.items() if n}
-    return {"alert_pcap_files": live.stats.files, "alert_pcap_limited": limited}
 
 
 def state_log(pipeline: Any) -> dict[str, Any]:

@@ -287,3 +287,11 @@ def reload_config(pipeline: Any, args: argparse.Namespace, sinks: dict[str, Any]
         return
     pipeline.reconfigure(config)
     log("config.reloaded", config=config.source, notes=list(config.notes))
+
+
+def alert_pcap_log(live: Any) -> dict[str, Any]:
+    """capture.stopped fields on --alert-pcap: files written and the bounds that bit."""
+    if live is None:
+        return {}
+    limited = {bound: n for bound, n in live.stats.limited.items() if n}
+    return {"alert_pcap_files": live.stats.files, "alert_pcap_limited": limited}

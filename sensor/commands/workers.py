@@ -50,6 +50,7 @@ from ..flow.table import EngineStats
 from .live import (
     INVENTORY_SECONDS,
     Signals,
+    alert_pcap_log,
     attach_sinks,
     interface_drops,
     live_loop,
@@ -304,7 +305,6 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     from ..outputs.livepcap import append_index
     from ..outputs.serve import ListenError, serve_metrics
     from ..pipeline import PcapVerdicts, Pipeline, PolicyInbox
-    from .capture import alert_pcap_log
 
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
