@@ -364,6 +364,9 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             return
         judged = low if low != float("inf") else judge.last_ts
         for i, back in enumerate(backs):
+            if i in done:
+                pcap_verdicts.take(i)  # it has finished (or died): nothing queues for it
+                continue
             back.put((judged, pcap_verdicts.take(i)))
             if final:
                 back.put(None)
@@ -381,6 +384,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             index_failing[0] = False
 
     finished = [False]
+    done: set[int] = set()
 
     def finish_judging() -> None:
         """Every worker has sent its last input: the last decisions, then the workers'
@@ -413,7 +417,6 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     )
     log_warnings(judge, args, config)
     snapshots: dict[int, dict[str, Any]] = {}
-    done: set[int] = set()
     errors: list[str] = []
     stop_sent_at: float | None = None
     next_state = time.monotonic() + INVENTORY_SECONDS
