@@ -419,7 +419,10 @@ class FlowEngine:
         ring = keep - pre
         self.stats.stream.kept_memory += ring
         self.fast.register(key, data_dir, seq, seq + n, keep, pre)
-        self._fast_regs[key] = [flow, idx, seq, ring]
+        # No room at all (every stream together at its cap): what it absorbs is kept by
+        # nobody, and counted as let go, as the Python path counts it.
+        starved = reasm.acks_seen and keep == 0
+        self._fast_regs[key] = [flow, idx, seq, ring, starved]
 
     def fast_report(self, report: FastReport, final: bool) -> None:
         """Account what the compiled reader absorbed for a flow (``final``: it let go)."""
@@ -438,7 +441,7 @@ class FlowEngine:
         reg = self._fast_regs.pop(key, None) if final else self._fast_regs.get(key)
         if reg is None:
             return
-        flow, idx, seq, ring = reg
+        flow, idx, seq, ring, starved = reg
         if final:
             self.stats.stream.kept_memory -= ring  # the ring's reservation
         stats = self.stats
@@ -472,7 +475,7 @@ class FlowEngine:
         # the bytes its cap pushed out of what this side kept go first (the oldest), as
         # this side's own cap would have let them go, then what the peer acknowledged.
         reasm = side.reasm
-        self.stats.stream.unacked_dropped_bytes += dropped
+        self.stats.stream.unacked_dropped_bytes += nbytes if starved else dropped
         if pre_dropped:
             reasm.let_go(pre_dropped)
         if ack_data >= 0:

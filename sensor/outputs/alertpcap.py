@@ -61,7 +61,10 @@ class Bound:
     # may hold in memory, and how many ended associations wait for a late decision.
     BUFFER_BYTES = "buffer-bytes"
     HELD = "held-associations"
-    ALL = (FILES, ASSOCIATION_BYTES, TOTAL_BYTES, BUFFER_BYTES, HELD)
+    # Packets of a connection still being probed beyond the first PROBE_PACKETS (a head
+    # cut into tiny segments): left out of its pcap's head.
+    PROBE_PACKETS = "probe-packets"
+    ALL = (FILES, ASSOCIATION_BYTES, TOTAL_BYTES, BUFFER_BYTES, HELD, PROBE_PACKETS)
 
 
 @dataclass(frozen=True, slots=True)

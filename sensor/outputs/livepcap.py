@@ -162,7 +162,9 @@ class LiveAlertPcaps:
             if kept is None:
                 kept = self._probing[key] = []
             if len(kept) >= PROBE_PACKETS:
-                return  # the probe decides within its own caps; this is its head
+                # The probe decides within its own caps; a head cut finer is counted.
+                self.stats.limited[Bound.PROBE_PACKETS] += 1
+                return
             if self.buffered >= self.limits.max_buffer_bytes:
                 self.stats.limited[Bound.BUFFER_BYTES] += 1
                 return
