@@ -42,6 +42,9 @@ _TCP_PORTS_SEQ_ACK = struct.Struct("!HHII")
 _PDU_HEADER = struct.Struct("!BxI")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_ELEMENT = struct.Struct("<HHI")  # a command element header: group 0000 is implicit VR LE
+# Command elements whose value is free text that may name a patient: zeroed, length kept.
+_FREE_TEXT = frozenset({(0x0000, 0x0902)})  # Error Comment
 _SEQ_MOD = 1 << 32
 # User information sub-items that hold no secret (PS3.7 D.3.3): max length, implementation
 # class UID and version, asynchronous operations, role selection, extended negotiation.
@@ -157,6 +160,11 @@ class DicomStream:
         self._pdu_left = 0  # body bytes left in the current PDU
         self._pdv_left = 0  # value bytes left in the current PDV
         self._pdv_kept = False
+        self._pdv_last = False
+        self._keep_body = False  # the current A-ASSOCIATE/short PDU is within the cap, whole
+        self._element = bytearray()  # a command element header being gathered
+        self._element_left = 0  # value bytes left in the current command element
+        self._element_zero = False
         self._associate = bytearray()  # an A-ASSOCIATE body being gathered
         self._associate_at = 0
 
@@ -179,6 +187,9 @@ class DicomStream:
                     self._pdu_type, self._pdu_left = _PDU_HEADER.unpack(self._header)
                     self._header.clear()
                     self._pdv_left = 0
+                    # Decided on the whole PDU, never on what is left of it: the tail of an
+                    # oversize A-ASSOCIATE holds its user identity.
+                    self._keep_body = self._pdu_left <= MAX_ASSOCIATE_BYTES
                     if not 1 <= self._pdu_type <= 7:
                         self.lost = True
                     elif self._pdu_type in (1, 2):
@@ -189,7 +200,7 @@ class DicomStream:
                 pos += self._pdata(data, pos, at)
             elif self._pdu_type in (1, 2):
                 take = min(self._pdu_left, n - pos)
-                if self._pdu_left <= MAX_ASSOCIATE_BYTES:
+                if self._keep_body:
                     self._associate += data[pos : pos + take]
                     self.spans.keep(at, at + take)
                 pos += take
@@ -198,7 +209,7 @@ class DicomStream:
                     self._mark_secrets()
             else:
                 take = min(self._pdu_left, n - pos)
-                if self._pdu_left <= MAX_ASSOCIATE_BYTES:
+                if self._keep_body:
                     self.spans.keep(at, at + take)
                 pos += take
                 self._pdu_left -= take
@@ -220,15 +231,40 @@ class DicomStream:
             if len(self._header) == 6:
                 (length,) = _U32.unpack_from(self._header)
                 self._pdv_kept = bool(self._header[5] & 1)  # command set
+                self._pdv_last = bool(self._header[5] & 2)
                 self._header.clear()
                 self._pdv_left = max(0, min(length - 2, self._pdu_left))
             return take
         take = min(self._pdv_left, n - pos)
         if self._pdv_kept:
-            self.spans.keep(at, at + take)
+            self._command(data, pos, take, at)
         self._pdv_left -= take
         self._pdu_left -= take
+        if self._pdv_left == 0 and self._pdv_kept and self._pdv_last:
+            self._element.clear()  # the command set ends: the next one starts afresh
+            self._element_left = 0
         return take
+
+    def _command(self, data: bytes, pos: int, take: int, at: int) -> None:
+        """Keep command-set bytes, element by element, zeroing free-text values."""
+        self.spans.keep(at, at + take)
+        i = 0
+        while i < take:
+            if self._element_left == 0:
+                got = min(8 - len(self._element), take - i)
+                self._element += data[pos + i : pos + i + got]
+                i += got
+                if len(self._element) == 8:
+                    group, element, length = _ELEMENT.unpack(self._element)
+                    self._element.clear()
+                    self._element_left = length
+                    self._element_zero = (group, element) in _FREE_TEXT
+                continue
+            got = min(self._element_left, take - i)
+            if self._element_zero:
+                self.spans.zero.append((at + i, at + i + got))
+            self._element_left -= got
+            i += got
 
     def _mark_secrets(self) -> None:
         """Zero the user identity secret of a complete A-ASSOCIATE-RQ or -AC body."""

@@ -232,6 +232,47 @@ def test_tokens_are_zeroed(kind: int) -> None:
     assert b"TOKEN" not in _kept(stream, pdu)
 
 
+def test_oversize_associate_is_cut_whole_so_its_passcode_never_leaves() -> None:
+    """An A-ASSOCIATE-RQ past the 64 KiB cap: its tail (user information) is not kept either."""
+    small = _associate_rq(2, b"alice", b"SECRET-PASS")
+    filler = b"".join(b"\x20\x00" + struct.pack("!H", 16000) + bytes(16000) for _ in range(5))
+    body = small[6:74] + filler + small[74:]
+    pdu = b"\x01\x00" + struct.pack("!I", len(body)) + body
+    assert len(body) > 65536
+    stream = DicomStream()
+    for i in range(0, len(pdu), 1460):
+        stream.feed(pdu[i : i + 1460])
+    assert b"SECRET" not in _kept(stream, pdu)
+
+
+def _element(tag: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0, tag, len(value)) + value
+
+
+@pytest.mark.parametrize("split", [1, 5, 13, 1000])
+def test_error_comment_text_is_zeroed_its_length_kept(split: int) -> None:
+    """Error Comment (0000,0902) is free text and may name a patient (issue 14)."""
+    rest = (
+        _element(0x0100, b"\x01\x80")
+        + _element(0x0902, b"DOE^JANE MRN")
+        + _element(0x0900, b"\x10\xa7")
+    )
+    command = _element(0x0000, struct.pack("<I", len(rest))) + rest
+    cut = command.index(b"JANE")  # two command fragments, split inside the comment
+    pdvs = struct.pack("!IBB", cut + 2, 1, 0x01) + command[:cut]
+    pdvs += struct.pack("!IBB", len(command) - cut + 2, 1, 0x03) + command[cut:]
+    pdu = b"\x04\x00" + struct.pack("!I", len(pdvs)) + pdvs
+    stream = DicomStream()
+    for i in range(0, len(pdu) * 2, split):
+        stream.feed((pdu + pdu)[i : i + split])
+    kept = _kept(stream, pdu + pdu)
+    assert b"DOE" not in kept and b"JANE" not in kept and b"MRN" not in kept
+    # Everything else is kept byte for byte: the comment's length, the PDV header between
+    # its two fragments, the status after it, and the next command set alike.
+    expected = (pdu + pdu).replace(b"DOE^", bytes(4)).replace(b"JANE MRN", bytes(8))
+    assert kept == expected
+
+
 def test_data_set_is_cut_command_kept() -> None:
     command = b"\x00\x00\x00\x01" + b"CMD-SET-BYTES"
     data_set = b"PATIENT^NAME^DATA"
