@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.decode import TH_ACK, TH_SYN, Segment
+from ..timefmt import iso
 
 PCAP_HEADER = struct.Struct("<IHHiIII")
 PCAP_RECORD = struct.Struct("<IIII")
@@ -588,24 +589,29 @@ class AlertPcaps:
             self.stats.files += 1
             self.stats.bytes += PCAP_HEADER.size
             entries.append(
-                {
-                    "file": target.name,
-                    "community_id": target.community_id,
-                    "protocol": target.protocol,
-                    "start": _iso(target.first_ts),
-                    "end": _iso(target.last_ts),
-                    "source": {"ip": target.requestor[0], "port": target.requestor[1]},
-                    "destination": {"ip": target.acceptor[0], "port": target.acceptor[1]},
-                    "rules": sorted(target.rules),
-                    "packets": len(pcap.held),
-                    "truncated": pcap.full,
-                }
-            )
+                index_entry(target, target.first_ts, target.last_ts, target.rules,
+                            len(pcap.held), pcap.full)
+            )  # fmt: skip
         with (self.directory / INDEX).open("w", encoding="utf-8") as fh:
             for entry in entries:
                 fh.write(json.dumps(entry) + "\n")
         return entries
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def index_entry(
+    target: Any, first_ts: float, end_ts: float, rules: Iterable[str], packets: int,
+    truncated: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """One line of ``index.jsonl`` for an alert pcap (offline and live alike)."""
+    return {
+        "file": target.name,
+        "community_id": target.community_id,
+        "protocol": target.protocol,
+        "start": iso(first_ts),
+        "end": iso(end_ts),
+        "source": {"ip": target.requestor[0], "port": target.requestor[1]},
+        "destination": {"ip": target.acceptor[0], "port": target.acceptor[1]},
+        "rules": sorted(rules),
+        "packets": packets,
+        "truncated": truncated,
+    }

@@ -40,7 +40,6 @@ from typing import Any, NamedTuple
 
 from ..capture.decode import Segment
 from ..flow.table import CLOSED, MATCHED, PROBING
-from ..timefmt import iso
 from .alertpcap import (
     INDEX,
     LINGER,
@@ -50,6 +49,7 @@ from .alertpcap import (
     AlertTarget,
     AssociationPcap,
     Bound,
+    index_entry,
     pcap_header,
 )
 
@@ -469,18 +469,8 @@ class LiveAlertPcaps:
         except OSError as exc:
             self._failure(exc)
         self.stats.bytes += sum(len(r) for r in records)
-        entry = {
-            "file": target.name,
-            "community_id": target.community_id,
-            "protocol": target.protocol,
-            "start": iso(buf.first_ts),
-            "end": iso(buf.ended_at if buf.ended_at is not None else target.last_ts),
-            "source": {"ip": target.requestor[0], "port": target.requestor[1]},
-            "destination": {"ip": target.acceptor[0], "port": target.acceptor[1]},
-            "rules": sorted(buf.rules),
-            "packets": buf.packets,
-            "truncated": pcap.full,
-        }
+        end = buf.ended_at if buf.ended_at is not None else target.last_ts
+        entry = index_entry(target, buf.first_ts, end, buf.rules, buf.packets, pcap.full)
         if self.index_now:
             self._index([entry])
         else:
