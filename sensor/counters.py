@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 # Outputs whose failed deliveries are counted (dicom_sensor_output_failures_total).
 OUTPUTS = ("baseline", "syslog", "files")
+# What a capture worker that died took with it (dicom_sensor_lost_with_workers_total):
+# associations it was following (their records and end decisions never come), and the
+# parent's --alert-pcap verdicts not known to have reached it (their pcaps never written).
+LOST_WITH_WORKERS = ("associations", "alert-verdicts")
 
 
 @dataclass(slots=True)
@@ -34,6 +38,10 @@ class SensorCounters:
     # capture --workers: policy inputs judged before every worker had passed their time
     # (the parent's hold cap bit: one worker lagged far behind the others)
     policy_inputs_unordered: int = 0
+    # capture --workers: workers that died before their last input, and what died with
+    # them (LOST_WITH_WORKERS)
+    workers_lost: int = 0
+    lost_with_workers: Counter[str] = field(default_factory=Counter)
     capture_file_bytes: int = 0
     # Deliveries that failed, by output (baseline, syslog, files); keys exist from the start
     # so a sending thread never grows the dict while a snapshot pickles it.

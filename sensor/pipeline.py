@@ -554,6 +554,7 @@ class Pipeline:
     def remote_policy(self, outbox: PolicyOutbox) -> None:
         """Send the policy's inputs to ``outbox`` instead of judging them here (a worker)."""
         self.outbox = outbox
+        outbox.interface = lambda: self.pivots.interface
         self._policy_event = outbox.event
         self._policy_close = outbox.close
         self._policy_generic = outbox.generic
@@ -810,12 +811,19 @@ class PolicyOutbox:
     """A worker's policy inputs, collected until the worker sends them to its parent.
 
     What a session's earlier inputs already said (its flow identity, its PDUs) is not
-    sent again: the parent keeps it per session until the session's close.
+    sent again: the parent keeps it per session until the session's close. Nor is the
+    interface the packets came in on (what the parent's alerts name as
+    ``observer.ingress.interface.name``): an ``interface`` input goes ahead of the first
+    input from another one.
     """
 
     def __init__(self) -> None:
         self.inputs: list[tuple[Any, ...]] = []
         self.clock = 0.0  # the order of the latest input, or the latest watermark
+        # The interface of the packet being processed (None: a timer's, or not known);
+        # Pipeline.remote_policy sets it, and the one last sent.
+        self.interface: Callable[[], str | None] = lambda: None
+        self._interface: str | None = None
         # key -> (flow info, request, accept, reject) as last sent
         self._sent: dict[int, tuple[FlowInfo, Any, Any, Any]] = {}
         self._context_lists: dict[tuple[str, tuple[Any, ...]], int] = {}
@@ -838,6 +846,16 @@ class PolicyOutbox:
     def _order(self, ts: float | None) -> float:
         if ts is not None and ts > self.clock:
             self.clock = ts
+        return self.clock
+
+    def _input(self, ts: float | None) -> float:
+        """The order of an input about to be added (after its interface, when that changed)."""
+        if ts is not None and ts > self.clock:
+            self.clock = ts
+        interface = self.interface()
+        if interface != self._interface:
+            self._interface = interface
+            self.inputs.append((self.clock, "interface", 0, interface))
         return self.clock
 
     def _facts(self, key: int, info: FlowInfo, session: Any) -> tuple[FlowInfo | None, _Facts]:
@@ -867,7 +885,7 @@ class PolicyOutbox:
 
     def event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
         """A DICOM session event the policy looks at."""
-        order = self._order(event.ts)
+        order = self._input(event.ts)
         new_info, facts = self._facts(key, info, session)
         if event.__class__ is DimseMessage:
             command = _command_values(event.command)
@@ -888,7 +906,7 @@ class PolicyOutbox:
 
     def close(self, key: int, info: FlowInfo, session: Any) -> None:
         """A DICOM association's end."""
-        order = self._order(session.state.last_ts)
+        order = self._input(session.state.last_ts)
         _, facts = self._facts(key, info, session)
         del self._sent[key]
         self.inputs.append((order, "close", key, info, facts))
@@ -897,12 +915,12 @@ class PolicyOutbox:
         """A plug-in session's first event."""
         originator = session.originator()
         side = None if originator is None else int(originator)
-        self.inputs.append((self._order(ts), "generic", key, info, side, ts))
+        self.inputs.append((self._input(ts), "generic", key, info, side, ts))
 
     def tls(self, seg: Segment) -> None:
         """A TLS ClientHello (its payload stays here)."""
         hello = Segment(seg.ts, seg.src, seg.dst, seg.sport, seg.dport, 0, 0, 0, b"", seg.vlan)
-        self.inputs.append((self._order(seg.ts), "tls", 0, hello))
+        self.inputs.append((self._input(seg.ts), "tls", 0, hello))
 
     def passed(self, ts: float) -> None:
         """Time reached ``ts`` for this worker: a timer's inputs are ordered from it."""
@@ -969,13 +987,23 @@ class PolicyInbox:
     come out as if one process had seen every packet. A worker that stops sending (wedged,
     or overloaded far beyond the others) would hold everyone's inputs back: beyond
     ``max_waiting`` inputs held, the oldest are judged without waiting for it.
+
+    What an input decides names the interface its worker said the packet came in on
+    (``observer.ingress.interface.name``); what time decides names ``timers_interface``
+    (capture's only interface, or None), as in one process.
     """
 
     def __init__(
-        self, judge: Pipeline, workers: int, max_waiting: int = MAX_WAITING_INPUTS
+        self,
+        judge: Pipeline,
+        workers: int,
+        max_waiting: int = MAX_WAITING_INPUTS,
+        timers_interface: str | None = None,
     ) -> None:
         self.judge = judge
         self.max_waiting = max_waiting
+        self.timers_interface = timers_interface
+        self.interfaces: list[str | None] = [None] * workers  # each worker's, as last said
         self.queues: list[list[tuple[Any, ...]]] = [[] for _ in range(workers)]
         self.heads = [0] * workers  # the next input of each queue
         self.watermarks = [float("-inf")] * workers
@@ -1001,6 +1029,17 @@ class PolicyInbox:
         self.watermarks[worker] = float("inf")
         self._run(min(self.watermarks))
 
+    def lost(self, worker: int) -> int:
+        """A worker died: what it sent is judged, its sessions still open are forgotten
+        (their close will not come); returns how many there were."""
+        self.done(worker)
+        gone = [k for k in self.sessions if k[0] == worker]
+        for k in gone:
+            del self.sessions[k]
+        for k in [k for k in self.context_lists if k[0] == worker]:
+            del self.context_lists[k]
+        return len(gone)
+
     def waiting(self) -> int:
         """Inputs held until every worker has passed their time."""
         return sum(len(q) - h for q, h in zip(self.queues, self.heads, strict=True))
@@ -1012,6 +1051,7 @@ class PolicyInbox:
             self.waiting_peak = waiting
         over = waiting - self.max_waiting  # inputs to judge now, in order, without waiting
         judge = self.judge
+        pivots, interfaces, timers = judge.pivots, self.interfaces, self.timers_interface
         while True:
             best, best_order = -1, low
             for w, queue in enumerate(queues):
@@ -1022,14 +1062,20 @@ class PolicyInbox:
                         best, best_order = w, order
             if best < 0:
                 break
+            item = queues[best][heads[best]]
+            heads[best] += 1
+            if item[1] == "interface":
+                interfaces[best] = item[3]
+                continue
             if best_order > low:
                 over -= 1
                 judge.counters.policy_inputs_unordered += 1
-            item = queues[best][heads[best]]
-            heads[best] += 1
+            pivots.interface = timers
             judge.judge_time(best_order)
+            pivots.interface = interfaces[best]
             self._judge(best, item)
             self.judged += 1
+        pivots.interface = timers
         if low != float("inf"):
             judge.judge_time(low)
 

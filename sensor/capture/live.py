@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,27 @@ _ACTIVATE_ERRORS = {
     -6: "monitor mode not supported",
     -11: "promiscuous mode not permitted",
 }
+
+# linux/if_packet.h: a fanout group of sockets sharing one interface's packets
+SOL_PACKET = 263
+PACKET_FANOUT = 18
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000  # Linux 4.4: the kernel picks an id no group has
+ETH_P_ALL = 3
+
+
+def free_fanout_group(interface: str) -> int:
+    """A PACKET_FANOUT group id no socket uses now, as the kernel picks it (OSError if it
+    cannot: a kernel before 4.4, no permission).
+
+    A group spans one interface (joining a group of another interface fails), and the ids
+    are shared by every process: several sensors, or one on several interfaces, each need
+    their own. The probe's group ends when it closes; the workers then create it anew.
+    """
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as probe:
+        probe.bind((interface, ETH_P_ALL))
+        flags = pcapy.PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID
+        probe.setsockopt(SOL_PACKET, PACKET_FANOUT, flags << 16)
+        return int(probe.getsockopt(SOL_PACKET, PACKET_FANOUT)) & 0xFFFF
 
 
 @dataclass(slots=True)

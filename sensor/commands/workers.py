@@ -1,7 +1,8 @@
 """Several capture workers in one PACKET_FANOUT group; one policy in the parent.
 
-Each worker opens every interface and joins the same fanout group with
-PACKET_FANOUT_HASH, so the kernel hands both directions of a connection to one worker.
+Each worker opens every interface and joins, on each, the interface's fanout group with
+PACKET_FANOUT_HASH, so the kernel hands both directions of a connection to one worker (a
+fanout group spans one interface: the kernel refuses a second one).
 Workers decode, reassemble and follow their share of the associations; their records
 and anomaly events come to the parent, the only writer of the output files, with a
 snapshot of their counters every second.
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..capture.errors import CaptureError
-from ..capture.live import LiveSource, drop_privileges
+from ..capture.live import LiveSource, drop_privileges, free_fanout_group
 from ..capture.prefilter import PrefilterStats
 from ..counters import SensorCounters
 from ..flow.stream import ReassemblyStats
@@ -71,6 +72,9 @@ STOP_GRACE_SECONDS = 20.0
 WATERMARK_SECONDS = 0.1  # an idle worker tells the parent time passed at most this often
 JUDGED_SECONDS = 0.2  # the parent tells the workers its judged time at most this often
 FINAL_WAIT_SECONDS = 10.0  # a worker waits this long for the parent's last verdicts
+LOOK_SECONDS = 0.2  # the parent looks for dead workers this often
+REAPED_WAIT_SECONDS = 2.0  # and reads what a dead one sent until its note comes, at most
+EXIT_WORKER_LOST = 3  # capture --workers: a worker died (worker.lost); the others' work is out
 
 
 class QueueSink:
@@ -170,6 +174,8 @@ class Merged:
         counters.alerts.update(judged.alerts)
         counters.move_decisions.update(judged.move_decisions)
         counters.policy_inputs_unordered = judged.policy_inputs_unordered
+        counters.workers_lost = judged.workers_lost
+        counters.lost_with_workers.update(judged.lost_with_workers)
         counters.output_failures.update(self.file_failures)
         counters.last_packet_ts = max(counters.last_packet_ts, judged.last_packet_ts)
         self.counters, self.engine.stats = counters, stats
@@ -182,10 +188,11 @@ class Merged:
             self.live_pcaps = pcaps
 
 
-def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]]) -> dict[str, Any]:
+def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]], verdicts: int) -> dict[str, Any]:
     live = pipeline.live_pcaps
     return {
         "pcaps": None if live is None else (live.stats, live.held_bytes),
+        "verdicts": verdicts,  # --alert-pcap: the parent's verdicts received
         "counters": pipeline.counters,
         "stats": pipeline.engine.stats,
         "prefilter": pipeline.followed.stats,
@@ -195,7 +202,7 @@ def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]]) -> dict[str, Any]
 
 
 def _worker(
-    index: int, args: argparse.Namespace, config: Any, group: int, queue: Any, back: Any
+    index: int, args: argparse.Namespace, config: Any, groups: list[int], queue: Any, back: Any
 ) -> None:
     """One worker's whole life; it reports through ``queue`` and writes no file but its
     alert pcaps; ``back`` brings the parent's verdicts about its sessions."""
@@ -210,9 +217,14 @@ def _worker(
     try:
         sources = [
             LiveSource.open(
-                i, args.snaplen, not args.no_promisc, args.buffer_mb, args.bpf, fanout_group=group
+                interface,
+                args.snaplen,
+                not args.no_promisc,
+                args.buffer_mb,
+                args.bpf,
+                fanout_group=group,
             )
-            for i in args.interface
+            for interface, group in zip(args.interface, groups, strict=True)
         ]
         if args.user:
             drop_privileges(args.user)
@@ -241,6 +253,7 @@ def _worker(
         live.order = lambda: outbox.clock
         live.index_sink = lambda entries: queue.put(("pcap-index", index, entries))
     final = [False]
+    received = [0]  # verdicts
 
     def verdicts(wait: float = 0.0) -> None:
         """Apply what the parent sent back (waiting up to ``wait`` for the first)."""
@@ -254,6 +267,7 @@ def _worker(
                 final[0] = True
                 return
             judged, items = message
+            received[0] += len(items)
             if live is not None:
                 apply_verdicts(live, items)
                 live.judged_to(judged)
@@ -265,7 +279,7 @@ def _worker(
     sent = [0.0]
 
     def report() -> None:
-        queue.put(("snapshot", index, _snapshot(pipeline, drops)))
+        queue.put(("snapshot", index, _snapshot(pipeline, drops, received[0])))
 
     def send(idle_since: float | None) -> None:
         if live is not None:
@@ -309,10 +323,10 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     backs = [ctx.Queue() for _ in range(args.workers)]
-    group = os.getpid() & 0xFFFF
+    groups = fanout_groups(args.interface)
     # Workers are forked while this process may still open the interfaces.
     workers = [
-        ctx.Process(target=_worker, args=(i, args, config, group, queue, backs[i]), daemon=True)
+        ctx.Process(target=_worker, args=(i, args, config, groups, queue, backs[i]), daemon=True)
         for i in range(args.workers)
     ]
     for proc in workers:
@@ -343,14 +357,17 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     )
     judge.report = report_to_log
     attach_sinks(judge, sinks)
+    # observer.ingress.interface.name of the alerts: each input's, from its worker; what
+    # timers decide names the only interface, or none (as in one process).
     judge.pivots.interface = args.interface[0] if len(args.interface) == 1 else None
-    inbox = PolicyInbox(judge, args.workers)
+    inbox = PolicyInbox(judge, args.workers, timers_interface=judge.pivots.interface)
     merged = Merged(judge, dissectors)
     pcap_verdicts: PcapVerdicts | None = None
     if args.alert_pcap:
         pcap_verdicts = judge.verdicts = PcapVerdicts(args.workers)
         merged.live_pcaps = _pcap_totals()
     told = [float("-inf"), 0.0]  # the judged time last sent to the workers, and when
+    verdicts_sent = [0] * args.workers
     index_failing = [False]
 
     def tell_workers(final: bool = False) -> None:
@@ -365,9 +382,12 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         judged = low if low != float("inf") else judge.last_ts
         for i, back in enumerate(backs):
             if i in done:
-                pcap_verdicts.take(i)  # it has finished (or died): nothing queues for it
+                # It has finished: nothing queues for it (lost() counts a dead one's).
+                pcap_verdicts.take(i)
                 continue
-            back.put((judged, pcap_verdicts.take(i)))
+            items = pcap_verdicts.take(i)
+            verdicts_sent[i] += len(items)
+            back.put((judged, items))
             if final:
                 back.put(None)
         told[0], told[1] = low, now
@@ -385,6 +405,52 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
 
     finished = [False]
     done: set[int] = set()
+    reaped: dict[int, float] = {}  # workers found dead, and when
+    lost: list[int] = []
+
+    def lose(i: int) -> None:
+        """A worker died before its last input: judge what it sent, count what it took."""
+        snap = snapshots.get(i)
+        associations = max(snap["active"] if snap else 0, inbox.lost(i))
+        verdicts = 0
+        if pcap_verdicts is not None:
+            # Sent and not yet seen applied in its last snapshot, or never sent.
+            applied = snap["verdicts"] if snap else 0
+            verdicts = verdicts_sent[i] - applied + len(pcap_verdicts.take(i))
+        backs[i].cancel_join_thread()  # what it did not read must not hold up our exit
+        if snap is not None:
+            snap["active"] = 0  # its associations are followed by no one now
+            if snap["pcaps"] is not None:
+                snap["pcaps"] = (snap["pcaps"][0], 0)
+        counters = judge.counters
+        counters.workers_lost += 1
+        counters.lost_with_workers["associations"] += associations
+        counters.lost_with_workers["alert-verdicts"] += verdicts
+        done.add(i)
+        lost.append(i)
+        merged.update(snapshots)
+        log(
+            "worker.lost",
+            level="error",
+            worker=i,
+            exitcode=workers[i].exitcode,
+            associations=associations,
+            **({"alert_verdicts": verdicts} if pcap_verdicts is not None else {}),
+        )
+
+    def look_for_dead(now: float) -> None:
+        """A worker that died without saying so is lost once everything it sent is read:
+        the note put here after its death comes behind its last message (or, should the
+        queue be wedged by its death, after REAPED_WAIT_SECONDS)."""
+        for i, proc in enumerate(workers):
+            if i in done:
+                continue
+            if i not in reaped:
+                if not proc.is_alive():
+                    reaped[i] = now
+                    queue.put(("reaped", i, None))
+            elif now - reaped[i] > REAPED_WAIT_SECONDS:
+                lose(i)
 
     def finish_judging() -> None:
         """Every worker has sent its last input: the last decisions, then the workers'
@@ -408,7 +474,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         "capture.started",
         interfaces=args.interface,
         workers=args.workers,
-        fanout_group=group,
+        fanout_groups=groups,
         uid=os.getuid(),
         config=config.source,
         metrics=args.metrics_listen,
@@ -420,30 +486,33 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     errors: list[str] = []
     stop_sent_at: float | None = None
     next_state = time.monotonic() + INVENTORY_SECONDS
+    next_look = 0.0
+
+    def tell(signum: int) -> None:
+        for proc in workers:
+            # Never a reaped worker's pid: it may be another process's by now.
+            if proc.exitcode is None:
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(proc.pid, signum)  # type: ignore[arg-type]
+
     while len(done) < len(workers):
         if signals.stop and stop_sent_at is None:
             stop_sent_at = time.monotonic()
-            for proc in workers:
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            tell(signal.SIGTERM)
         if signals.reload:
             signals.reload = False
             reload_config(judge, args, sinks)
-            for proc in workers:
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(proc.pid, signal.SIGHUP)  # type: ignore[arg-type]
+            tell(signal.SIGHUP)
         if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_SECONDS:
             break
+        now = time.monotonic()
+        if now >= next_look:
+            next_look = now + LOOK_SECONDS
+            look_for_dead(now)
         try:
             kind, index, payload = _receive(queue)
         except queue_module.Empty:
             kind, index, payload = "", -1, None
-            for i, proc in enumerate(workers):
-                if i not in done and not proc.is_alive():
-                    # Died without saying so: judge what it sent, do not wait for it.
-                    log("worker.lost", level="error", worker=i, exitcode=proc.exitcode)
-                    done.add(i)
-                    inbox.done(i)
         if kind == "policy":
             watermark, inputs = payload
             inbox.receive(index, watermark, inputs)
@@ -462,6 +531,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         elif kind == "done":
             done.add(index)
             inbox.done(index)
+        elif kind == "reaped" and index not in done:
+            lose(index)  # died without saying so: everything it sent has been read
         if not finished[0] and min(inbox.watermarks) == float("inf"):
             finish_judging()
         else:
@@ -474,6 +545,9 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         inbox.done(i)
     for proc in workers:
         proc.join(timeout=2)
+    for back in backs:
+        back.cancel_join_thread()  # the workers are gone: nothing left there is read
+    queue.cancel_join_thread()
     if not finished[0]:
         judge.finish()
     merged.update(snapshots)
@@ -495,8 +569,30 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         policy_inputs_waiting_peak=inbox.waiting_peak,
         policy_inputs_unordered=judge.counters.policy_inputs_unordered,
         **alert_pcap_log(merged.live_pcaps),
+        **lost_log(judge.counters, lost),
     )
-    return 0
+    return EXIT_WORKER_LOST if lost else 0
+
+
+def lost_log(counters: SensorCounters, lost: list[int]) -> dict[str, Any]:
+    """capture.stopped fields when a worker died: which, and what died with them."""
+    if not lost:
+        return {}
+    return {
+        "workers_lost": counters.workers_lost,
+        "lost_workers": sorted(lost),
+        "lost_with_workers": dict(counters.lost_with_workers),
+    }
+
+
+def fanout_groups(interfaces: list[str]) -> list[int]:
+    """A PACKET_FANOUT group id for each interface: one the kernel says is free, or (an
+    older kernel) one from our process id."""
+    try:
+        return [free_fanout_group(interface) for interface in interfaces]
+    except OSError:
+        base = os.getpid()
+        return [(base + n) & 0xFFFF for n in range(len(interfaces))]
 
 
 def _receive(queue: Any) -> tuple[str, int, Any]:

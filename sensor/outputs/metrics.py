@@ -21,7 +21,7 @@ from dissectors.dicom.errors import Reason
 
 from .. import __version__
 from ..capture.decode import DropReason
-from ..counters import OUTPUTS
+from ..counters import LOST_WITH_WORKERS, OUTPUTS
 from ..flow.stream import StreamAnomaly
 from ..flow.table import EngineAnomaly
 from ..policy.catalogue import RULES
@@ -366,6 +366,22 @@ class SensorCollector(Collector):
             "capture --workers: policy inputs judged before every worker had passed their "
             "time, because the parent held its cap of inputs (a worker lagging far behind).",
             c.policy_inputs_unordered,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_workers_lost",
+            "capture --workers: capture workers that died (killed, crashed) before sending "
+            "their last input.",
+            c.workers_lost,
+        )
+        yield _counter(
+            "dicom_sensor_lost_with_workers",
+            "capture --workers: what died with a worker: associations it was following "
+            "(never recorded nor judged to their end), --alert-pcap verdicts not known to "
+            "have reached it (their pcaps not written).",
+            ("what",),
+            [(w,) for w in LOST_WITH_WORKERS],
+            c.lost_with_workers,
         )
         yield _single(
             CounterMetricFamily,

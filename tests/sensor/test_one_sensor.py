@@ -86,3 +86,43 @@ def test_workers_raise_what_read_raises(
     # Lifecycle lines of the workers carry their number.
     started = [json.loads(x) for x in two.stderr.splitlines() if '"worker.started"' in x]
     assert sorted(s["worker"] for s in started) == [0, 1]
+
+
+def interfaces_of_alerts(path: Path) -> Counter[tuple[str, str | None]]:
+    """Findings by (rule id, observer.ingress.interface.name or None)."""
+    out: Counter[tuple[str, str | None]] = Counter()
+    for event in read_events(path):
+        if event["event"]["kind"] == "alert":
+            name = event["observer"].get("ingress", {}).get("interface", {}).get("name")
+            out[(event["rule"]["id"], name)] += event["dicom"]["alert"]["count"]
+    return out
+
+
+def test_alerts_name_the_interface_their_packets_came_in_on(
+    veth: tuple[str, str], other_veth: tuple[str, str], tmp_path: Path
+) -> None:
+    """On two interfaces, an alert the parent writes names the interface of the packet
+    whose input decided it, as one process does (--workers 1, the reference); what timers
+    decide (folded repeats flushed at the stop) names none in both. On one interface every
+    alert names it."""
+    folder = ZONES / "perimeter"
+    config = str(folder / "config.yaml")
+    sensors = []
+    for name, extra in (("one", []), ("two", []), ("alone", None)):
+        workers = "1" if name == "one" else "2"
+        more = ["-i", other_veth[0]] if extra is not None else []
+        args = [*more, "-c", config, "--events", str(tmp_path / f"{name}.jsonl"),
+                "--workers", workers]  # fmt: skip
+        sensors.append((tmp_path / f"records-{name}.jsonl", args))
+    runs = replay_to_each(veth, [folder / "capture.pcap"], PPS, sensors)
+    assert all(run.stopped["dropped_kernel"] == 0 for run in runs)
+    one, two, alone = (
+        interfaces_of_alerts(tmp_path / f"{n}.jsonl") for n in ("one", "two", "alone")
+    )
+    assert {name for _, name in one} >= {veth[0]}, one
+    assert other_veth[0] not in {name for _, name in one}
+    assert two == one
+    assert {name for _, name in alone} == {veth[0]}, alone
+    assert sum(alone.values()) == sum(one.values())
+    # Records, which the workers write, name it too.
+    assert {r["observer"]["ingress"]["interface"]["name"] for r in runs[1].records} == {veth[0]}

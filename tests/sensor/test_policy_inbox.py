@@ -176,3 +176,51 @@ def test_context_lists_beyond_the_workers_table_are_sent_whole(
     reference.finish()
     assert len(inbox.context_lists) == 1
     assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
+
+
+def _alerts_by_interface(folder: Path, inbox_timers: str | None = None) -> Counter[tuple[str, Any]]:
+    """Alert events by (rule id, observer.ingress.interface.name), read on "span1": by one
+    pipeline, or (``inbox_timers`` given) by a worker's and a parent's."""
+    config = load_config(str(folder / "config.yaml"))
+    reader = judge = Pipeline(load_dissectors(), policy_config=config)
+    reader.pivots.interface = "span1"
+    outbox = PolicyOutbox()
+    if inbox_timers is not None:
+        reader.remote_policy(outbox)
+        judge = Pipeline(load_dissectors(), policy_config=config)
+    got: list[dict[str, Any]] = []
+    judge.alert_sinks.append(got.append)
+    reader.read(OfflineCapture(str(folder / "capture.pcap")))
+    reader.finish()
+    if inbox_timers is not None:
+        inputs = pickle.loads(pickle.dumps(outbox.take(outbox.clock)[1]))
+        # The interface is said once, ahead of the first input.
+        assert [i[3] for i in inputs if i[1] == "interface"] == ["span1"]
+        assert inputs[0][1] == "interface"
+        judge.pivots.interface = inbox_timers or None
+        inbox = PolicyInbox(judge, 2, timers_interface=inbox_timers or None)
+        inbox.receive(0, float("inf"), inputs)
+        inbox.done(1)
+        judge.finish()
+    out: Counter[tuple[str, Any]] = Counter()
+    for event in got:
+        name = event["observer"].get("ingress", {}).get("interface", {}).get("name")
+        out[(event["rule"]["id"], name)] += event["dicom"]["alert"]["count"]
+    return out
+
+
+def test_the_parent_s_alerts_name_the_interface_the_worker_said() -> None:
+    """What inputs decide names the worker's interface; what timers decide (folded repeats
+    flushed at the end) names the only interface, or none with several."""
+    folder = ZONES / "perimeter"
+    reference = _alerts_by_interface(folder)
+    assert {name for _, name in reference} == {"span1"}
+    # One interface: the parent names it on every alert, as one process does.
+    assert _alerts_by_interface(folder, inbox_timers="span1") == reference
+    # Several: the alerts inputs decide name the worker's, the timers' none.
+    several = _alerts_by_interface(folder, inbox_timers="")
+    assert {name for _, name in several} == {"span1", None}
+    merged: Counter[str] = Counter()
+    for (rule, _), n in several.items():
+        merged[rule] += n
+    assert merged == Counter({rule: n for (rule, _), n in reference.items()})
