@@ -25,6 +25,12 @@ when it has advanced). A worker holds an ended association's buffer until that j
 passes its end, writes the pcaps, and sends their index lines to the parent, the one
 writer of ``index.jsonl``. At the end the parent makes its last decisions once every
 worker has sent its last input, then tells the workers to finish their pcaps.
+
+A worker that dies (killed, crashed) is looked for every ``LOOK_SECONDS``; once what it
+sent before dying is read (a note the parent queues behind it), it is lost: the parent
+judges its inputs, forgets its sessions, sends it nothing more, and counts what died with
+it (``SensorCounters.lost_with_workers``). The kernel hands its share of the traffic to
+the others; the parent goes on, and exits with ``EXIT_WORKER_LOST``.
 """
 
 from __future__ import annotations
