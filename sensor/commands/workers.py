@@ -26,11 +26,12 @@ passes its end, writes the pcaps, and sends their index lines to the parent, the
 writer of ``index.jsonl``. At the end the parent makes its last decisions once every
 worker has sent its last input, then tells the workers to finish their pcaps.
 
-A worker that dies (killed, crashed) is looked for every ``LOOK_SECONDS``; once what it
-sent before dying is read (a note the parent queues behind it), it is lost: the parent
-judges its inputs, forgets its sessions, sends it nothing more, and counts what died with
-it (``SensorCounters.lost_with_workers``). The kernel hands its share of the traffic to
-the others; the parent goes on, and exits with ``EXIT_WORKER_LOST``.
+Each worker writes to the parent on a pipe of its own (``Outgoing``), whose end the parent
+reads once the worker has ended. A worker whose pipe ends before its last message died
+(killed, crashed): the parent judges the inputs it sent, forgets its sessions, sends it
+nothing more, and counts what died with it (``SensorCounters.lost_with_workers``). The
+kernel hands its share of the traffic to the others; the parent goes on, and exits with
+``EXIT_WORKER_LOST``.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,8 +81,6 @@ STOP_GRACE_SECONDS = 20.0
 WATERMARK_SECONDS = 0.1  # an idle worker tells the parent time passed at most this often
 JUDGED_SECONDS = 0.2  # the parent tells the workers its judged time at most this often
 FINAL_WAIT_SECONDS = 10.0  # a worker waits this long for the parent's last verdicts
-LOOK_SECONDS = 0.2  # the parent looks for dead workers this often
-REAPED_WAIT_SECONDS = 2.0  # and reads what a dead one sent until its note comes, at most
 EXIT_WORKER_LOST = 3  # capture --workers: a worker died (worker.lost); the others' work is out
 
 
@@ -101,6 +102,57 @@ class QueueSink:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+class Outgoing:
+    """A worker's messages to the parent, on a pipe of its own, written by a thread.
+
+    The capture loop never waits for the parent (as with a multiprocessing queue), and
+    no other process writes to the pipe: a worker that dies, even in the middle of a
+    message, can wedge no other worker's messages nor leave the parent waiting for the
+    rest of one; the parent reads what it sent, then the end of the pipe.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._items: deque[Any] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._send, name="to-parent", daemon=True)
+        self._thread.start()
+
+    def put(self, obj: Any) -> None:
+        """Send ``obj`` to the parent (pickled by the sending thread)."""
+        with self._ready:
+            if self._closed:
+                return  # the parent is gone
+            self._items.append(obj)
+            self._ready.notify()
+
+    def _send(self) -> None:
+        items, ready = self._items, self._ready
+        while True:
+            with ready:
+                while not items and not self._closed:
+                    ready.wait()
+                if not items:
+                    return
+                obj = items.popleft()
+            try:
+                self.conn.send(obj)
+            except OSError:  # the parent is gone: nothing to send to
+                with ready:
+                    self._closed = True
+                    items.clear()
+                return
+
+    def close(self) -> None:
+        """Send what is left, then close the pipe (the parent reads its end)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+        self.conn.close()
 
 
 def _add(total: Any, part: Any) -> None:
@@ -208,10 +260,35 @@ def _snapshot(pipeline: Any, drops: dict[str, dict[str, int]], verdicts: int) ->
 
 
 def _worker(
-    index: int, args: argparse.Namespace, config: Any, groups: list[int], queue: Any, back: Any
+    index: int,
+    args: argparse.Namespace,
+    config: Any,
+    groups: list[int],
+    pipes: list[tuple[Connection, Connection]],
+    back: Any,
 ) -> None:
-    """One worker's whole life; it reports through ``queue`` and writes no file but its
-    alert pcaps; ``back`` brings the parent's verdicts about its sessions."""
+    """One worker's whole life; it reports on its pipe (``pipes[index]``: the parent's end,
+    its own) and writes no file but its alert pcaps; ``back`` brings the parent's verdicts
+    about its sessions."""
+    for n, (theirs, mine) in enumerate(pipes):
+        theirs.close()
+        if n != index:
+            mine.close()  # another worker's: its end must come when that worker ends
+    out = Outgoing(pipes[index][1])
+    try:
+        _work(index, args, config, groups, out, back)
+    finally:
+        out.close()
+
+
+def _work(
+    index: int,
+    args: argparse.Namespace,
+    config: Any,
+    groups: list[int],
+    parent: Outgoing,
+    back: Any,
+) -> None:
     from dissectors.registry import load_dissectors
 
     from ..pipeline import Pipeline, PolicyOutbox, apply_verdicts
@@ -235,15 +312,15 @@ def _worker(
         if args.user:
             drop_privileges(args.user)
     except CaptureError as exc:
-        queue.put(("error", index, str(exc)))
-        queue.put(("done", index, None))
+        parent.put(("error", index, str(exc)))
+        parent.put(("done", index, None))
         return
     # The parent keeps the baseline and sends the alerts; a worker only decodes and follows.
     config = dataclasses.replace(config, state_file=None, syslog=None)
     pipeline = Pipeline(
         load_dissectors(),
-        associations=QueueSink(queue, "record"),
-        events=QueueSink(queue, "event"),
+        associations=QueueSink(parent, "record"),
+        events=QueueSink(parent, "event"),
         policy_config=config,
     )
     pipeline.keep_baseline = False
@@ -257,7 +334,7 @@ def _worker(
         live = pipeline.keep_alert_packets(args.alert_pcap, alert_pcap_limits(args))
         live.judged = float("-inf")
         live.order = lambda: outbox.clock
-        live.index_sink = lambda entries: queue.put(("pcap-index", index, entries))
+        live.index_sink = lambda entries: parent.put(("pcap-index", index, entries))
     final = [False]
     received = [0]  # verdicts
 
@@ -285,7 +362,7 @@ def _worker(
     sent = [0.0]
 
     def report() -> None:
-        queue.put(("snapshot", index, _snapshot(pipeline, drops, received[0])))
+        parent.put(("snapshot", index, _snapshot(pipeline, drops, received[0])))
 
     def send(idle_since: float | None) -> None:
         if live is not None:
@@ -295,13 +372,13 @@ def _worker(
         if outbox.inputs or outbox.clock - sent[0] >= WATERMARK_SECONDS:
             watermark, inputs = outbox.take(outbox.clock)
             sent[0] = watermark
-            queue.put(("policy", index, (watermark, inputs)))
+            parent.put(("policy", index, (watermark, inputs)))
 
     log("worker.started", interfaces=args.interface, pid=os.getpid())
     live_loop(pipeline, sources, signals, drops, quiet, {}, on_tick=report, on_read=send)
     pipeline.finish(live_pcaps=False)
     _, inputs = outbox.take(outbox.clock)
-    queue.put(("policy", index, (float("inf"), inputs)))
+    parent.put(("policy", index, (float("inf"), inputs)))
     if live is not None:
         # The parent's last verdicts come once every worker has sent its last input.
         give_up = time.monotonic() + FINAL_WAIT_SECONDS
@@ -314,7 +391,7 @@ def _worker(
     drops.update(interface_drops(sources))
     report()
     log("worker.stopped", packets=pipeline.counters.packets, drops=drops)
-    queue.put(("done", index, None))
+    parent.put(("done", index, None))
 
 
 def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int]) -> int:
@@ -327,16 +404,19 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     from ..pipeline import PcapVerdicts, Pipeline, PolicyInbox
 
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    pipes = [ctx.Pipe(duplex=False) for _ in range(args.workers)]
     backs = [ctx.Queue() for _ in range(args.workers)]
     groups = fanout_groups(args.interface)
     # Workers are forked while this process may still open the interfaces.
     workers = [
-        ctx.Process(target=_worker, args=(i, args, config, groups, queue, backs[i]), daemon=True)
+        ctx.Process(target=_worker, args=(i, args, config, groups, pipes, backs[i]), daemon=True)
         for i in range(args.workers)
     ]
     for proc in workers:
         proc.start()
+    for _, theirs in pipes:
+        theirs.close()  # a worker's pipe ends when the worker does
+    reading = {conn: i for i, (conn, _) in enumerate(pipes)}
 
     def abort(message: str) -> int:
         for proc in workers:
@@ -411,7 +491,6 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
 
     finished = [False]
     done: set[int] = set()
-    reaped: dict[int, float] = {}  # workers found dead, and when
     lost: list[int] = []
 
     def lose(i: int) -> None:
@@ -435,6 +514,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         done.add(i)
         lost.append(i)
         merged.update(snapshots)
+        workers[i].join(timeout=1)  # its pipe has ended: it is gone or going
         log(
             "worker.lost",
             level="error",
@@ -443,20 +523,6 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             associations=associations,
             **({"alert_verdicts": verdicts} if pcap_verdicts is not None else {}),
         )
-
-    def look_for_dead(now: float) -> None:
-        """A worker that died without saying so is lost once everything it sent is read:
-        the note put here after its death comes behind its last message (or, should the
-        queue be wedged by its death, after REAPED_WAIT_SECONDS)."""
-        for i, proc in enumerate(workers):
-            if i in done:
-                continue
-            if i not in reaped:
-                if not proc.is_alive():
-                    reaped[i] = now
-                    queue.put(("reaped", i, None))
-            elif now - reaped[i] > REAPED_WAIT_SECONDS:
-                lose(i)
 
     def finish_judging() -> None:
         """Every worker has sent its last input: the last decisions, then the workers'
@@ -492,33 +558,10 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
     errors: list[str] = []
     stop_sent_at: float | None = None
     next_state = time.monotonic() + INVENTORY_SECONDS
-    next_look = 0.0
 
-    def tell(signum: int) -> None:
-        for proc in workers:
-            # Never a reaped worker's pid: it may be another process's by now.
-            if proc.exitcode is None:
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(proc.pid, signum)  # type: ignore[arg-type]
-
-    while len(done) < len(workers):
-        if signals.stop and stop_sent_at is None:
-            stop_sent_at = time.monotonic()
-            tell(signal.SIGTERM)
-        if signals.reload:
-            signals.reload = False
-            reload_config(judge, args, sinks)
-            tell(signal.SIGHUP)
-        if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_SECONDS:
-            break
-        now = time.monotonic()
-        if now >= next_look:
-            next_look = now + LOOK_SECONDS
-            look_for_dead(now)
-        try:
-            kind, index, payload = _receive(queue)
-        except queue_module.Empty:
-            kind, index, payload = "", -1, None
+    def handle(index: int, message: tuple[Any, ...]) -> None:
+        """One message of worker ``index``."""
+        kind, payload = message[0], message[-1]
         if kind == "policy":
             watermark, inputs = payload
             inbox.receive(index, watermark, inputs)
@@ -537,8 +580,31 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         elif kind == "done":
             done.add(index)
             inbox.done(index)
-        elif kind == "reaped" and index not in done:
-            lose(index)  # died without saying so: everything it sent has been read
+
+    def tell(signum: int) -> None:
+        for proc in workers:
+            # Never a reaped worker's pid: it may be another process's by now.
+            if proc.exitcode is None:
+                with contextlib.suppress(ProcessLookupError, TypeError):
+                    os.kill(proc.pid, signum)  # type: ignore[arg-type]
+
+    while len(done) < len(workers):
+        if signals.stop and stop_sent_at is None:
+            stop_sent_at = time.monotonic()
+            tell(signal.SIGTERM)
+        if signals.reload:
+            signals.reload = False
+            reload_config(judge, args, sinks)
+            tell(signal.SIGHUP)
+        if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_SECONDS:
+            break
+        for index, message in _receive(reading, 0.2):
+            if message is None:
+                # Its pipe ended: everything it sent has been read.
+                if index not in done:
+                    lose(index)  # died without saying so (killed, crashed)
+                continue
+            handle(index, message)
         if not finished[0] and min(inbox.watermarks) == float("inf"):
             finish_judging()
         else:
@@ -553,7 +619,8 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         proc.join(timeout=2)
     for back in backs:
         back.cancel_join_thread()  # the workers are gone: nothing left there is read
-    queue.cancel_join_thread()
+    for conn in reading:
+        conn.close()
     if not finished[0]:
         judge.finish()
     merged.update(snapshots)
@@ -601,9 +668,19 @@ def fanout_groups(interfaces: list[str]) -> list[int]:
         return [(base + n) & 0xFFFF for n in range(len(interfaces))]
 
 
-def _receive(queue: Any) -> tuple[str, int, Any]:
-    message = queue.get(timeout=0.2)
-    if message[0] in ("record", "event"):
-        return message[0], -1, message[1]
-    kind, index, payload = message
-    return kind, index, payload
+def _receive(
+    reading: dict[Connection, int], timeout: float
+) -> list[tuple[int, tuple[Any, ...] | None]]:
+    """One message of each worker that has one within ``timeout``: (worker, message), or
+    (worker, None) at the end of its pipe, which is then no longer read."""
+    out: list[tuple[int, tuple[Any, ...] | None]] = []
+    for conn in wait(list(reading), timeout):
+        index = reading[cast(Connection, conn)]
+        pipe = cast(Connection, conn)
+        try:
+            out.append((index, pipe.recv()))
+        except (EOFError, OSError):
+            del reading[pipe]
+            pipe.close()
+            out.append((index, None))
+    return out
