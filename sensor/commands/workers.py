@@ -42,12 +42,13 @@ import dataclasses
 import multiprocessing
 import os
 import queue as queue_module
+import selectors
 import signal
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
@@ -137,14 +138,14 @@ class Outgoing:
                     ready.wait()
                 if not items:
                     return
-                obj = items.popleft()
-            try:
-                self.conn.send(obj)
-            except OSError:  # the parent is gone: nothing to send to
-                with ready:
-                    self._closed = True
-                    items.clear()
-                return
+            while items:  # a deque's append and popleft need no lock
+                try:
+                    self.conn.send(items.popleft())
+                except OSError:  # the parent is gone: nothing to send to
+                    with ready:
+                        self._closed = True
+                        items.clear()
+                    return
 
     def close(self) -> None:
         """Send what is left, then close the pipe (the parent reads its end)."""
@@ -416,7 +417,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
         proc.start()
     for _, theirs in pipes:
         theirs.close()  # a worker's pipe ends when the worker does
-    reading = {conn: i for i, (conn, _) in enumerate(pipes)}
+    from_workers = FromWorkers([conn for conn, _ in pipes])
 
     def abort(message: str) -> int:
         for proc in workers:
@@ -598,7 +599,7 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             tell(signal.SIGHUP)
         if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_SECONDS:
             break
-        for index, message in _receive(reading, 0.2):
+        for index, message in from_workers.receive(0.2):
             if message is None:
                 # Its pipe ended: everything it sent has been read.
                 if index not in done:
@@ -613,14 +614,16 @@ def run_workers(args: argparse.Namespace, config: Any, fail: Callable[[str], int
             next_state = time.monotonic() + INVENTORY_SECONDS
             write_state(merged, args, merged.drops)
             judge.save_baseline()
-    for i in range(len(workers)):
-        inbox.done(i)
+    for i, proc in enumerate(workers):
+        if i not in done:
+            # Not finished STOP_GRACE_SECONDS after the stop (wedged): ended, and lost.
+            proc.terminate()
+            lose(i)
     for proc in workers:
         proc.join(timeout=2)
     for back in backs:
         back.cancel_join_thread()  # the workers are gone: nothing left there is read
-    for conn in reading:
-        conn.close()
+    from_workers.close()
     if not finished[0]:
         judge.finish()
     merged.update(snapshots)
@@ -668,19 +671,30 @@ def fanout_groups(interfaces: list[str]) -> list[int]:
         return [(base + n) & 0xFFFF for n in range(len(interfaces))]
 
 
-def _receive(
-    reading: dict[Connection, int], timeout: float
-) -> list[tuple[int, tuple[Any, ...] | None]]:
-    """One message of each worker that has one within ``timeout``: (worker, message), or
-    (worker, None) at the end of its pipe, which is then no longer read."""
-    out: list[tuple[int, tuple[Any, ...] | None]] = []
-    for conn in wait(list(reading), timeout):
-        index = reading[cast(Connection, conn)]
-        pipe = cast(Connection, conn)
-        try:
-            out.append((index, pipe.recv()))
-        except (EOFError, OSError):
-            del reading[pipe]
-            pipe.close()
-            out.append((index, None))
-    return out
+class FromWorkers:
+    """The parent's ends of the workers' pipes, watched by one selector."""
+
+    def __init__(self, conns: list[Connection]) -> None:
+        self.selector = selectors.DefaultSelector()
+        for index, conn in enumerate(conns):
+            self.selector.register(conn, selectors.EVENT_READ, index)
+
+    def receive(self, timeout: float) -> list[tuple[int, tuple[Any, ...] | None]]:
+        """A message of each worker that has one within ``timeout``: (worker, message), or
+        (worker, None) at the end of its pipe, which is then no longer read."""
+        out: list[tuple[int, tuple[Any, ...] | None]] = []
+        for key, _ in self.selector.select(timeout):
+            conn = cast(Connection, key.fileobj)
+            try:
+                out.append((key.data, conn.recv()))
+            except (EOFError, OSError):
+                self.selector.unregister(conn)
+                conn.close()
+                out.append((key.data, None))
+        return out
+
+    def close(self) -> None:
+        """Close the pipes still open."""
+        for key in list(self.selector.get_map().values()):
+            cast(Connection, key.fileobj).close()
+        self.selector.close()
