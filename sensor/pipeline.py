@@ -148,6 +148,8 @@ class Pipeline:
         self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
         self._live = False
         self.use_fast = True  # the compiled second pass, when built (tests turn it off)
+        # Live: the compiled loop on Ethernet interfaces (compile_live), when it is used.
+        self.live_reader: fastread.LiveReader | None = None
         self.reinstall_due = False
         # Every ended association or connection goes to each of these (JSON lines, Zeek log).
         self.record_sinks: list[Callable[[dict[str, Any]], None]] = []
@@ -451,8 +453,33 @@ class Pipeline:
         self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
         self.counters.last_packet_ts = self.last_ts
 
+    def compile_live(self) -> bool:
+        """Live: let the compiled loop absorb data-set segments and ACKs (fastread.LiveReader).
+
+        Not with --alert-pcap, whose buffers keep every packet of an association: there
+        every packet goes through Python, as without the extension.
+        """
+        if not (self.use_fast and fastread.available()) or self.live_pcaps is not None:
+            return False
+        self.live_reader = self.engine.fast = fastread.LiveReader()
+        return True
+
+    def live_packets(self, source: Any, limit: int) -> Iterable[Packet]:
+        """Up to ``limit`` packets waiting on a live source, through the compiled loop if it
+        is on and the interface gives Ethernet frames."""
+        reader = self.live_reader
+        if reader is None or source.linktype != ETHERNET:
+            packets: Iterable[Packet] = source.packets(limit)
+            return packets
+        return source.compiled_packets(reader, self.engine.fast_report, limit)  # type: ignore[no-any-return]
+
     def tick(self, now: float) -> None:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
+        if self.live_reader is not None:
+            # What the compiled loop absorbed since its last report: counters and idle
+            # times are current before anything is judged or expired.
+            self.live_reader.progress(self.engine.fast_report)
+            self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
         if self.outbox is not None:
             self.outbox.passed(now)
         self.engine.advance(now)

@@ -67,6 +67,7 @@ typedef struct {
     PyObject *flows;    /* set of keys */
     PyObject *entries;  /* dict: key -> capsule(Entry) */
     int eof;
+    int live;           /* no file: packets come to pump(); nothing is dropped here */
     PyObject *error;    /* str or None: why reading stopped early */
     unsigned long long packets;  /* records read */
 } Scanner;
@@ -169,8 +170,17 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     const char *path;
     PyObject *services, *flows;
     static char *kwlist[] = {"path", "services", "flows", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO", kwlist, &path, &services, &flows))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "zOO", kwlist, &path, &services, &flows))
         return -1;
+    self->entries = PyDict_New();
+    if (!self->entries) return -1;
+    Py_INCREF(Py_None);
+    self->error = Py_None;
+    if (!path) {
+        /* Live: packets come to pump() one by one; the kernel's filter chose them. */
+        self->live = 1;
+        return 0;
+    }
     if (!PyAnySet_Check(services) || !PyAnySet_Check(flows)) {
         PyErr_SetString(PyExc_TypeError, "services and flows must be sets of bytes");
         return -1;
@@ -211,10 +221,6 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     self->services = services;
     Py_INCREF(flows);
     self->flows = flows;
-    self->entries = PyDict_New();
-    if (!self->entries) return -1;
-    Py_INCREF(Py_None);
-    self->error = Py_None;
     return 0;
 }
 
@@ -379,6 +385,102 @@ static int covered(Scanner *self, const Tcp *t, PyObject *key) {
     return 0;
 }
 
+/* Reports of every entry that absorbed something since it was last reported. */
+static PyObject *progress(Scanner *self) {
+    PyObject *reports = PyList_New(0);
+    if (!reports) return NULL;
+    PyObject *key, *cap;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->entries, &pos, &key, &cap)) {
+        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+        if (e->bytes || e->ack_packets) {
+            PyObject *rep = report(key, e, 0);
+            if (!rep || PyList_Append(reports, rep) < 0) {
+                Py_XDECREF(rep);
+                Py_DECREF(reports);
+                return NULL;
+            }
+            Py_DECREF(rep);
+        }
+    }
+    return reports;
+}
+
+/*
+ * One packet: absorbed by its flow's entry, dropped (nothing followed, offline only), or for
+ * Python. Returns 1 when Python must see it, with *rep a new reference (the entry's final
+ * report when Python takes the flow over, else None); 0 when absorbed or dropped; -1 on error.
+ */
+static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t caplen,
+                    uint32_t wire, PyObject **rep) {
+    Tcp t;
+    int parsed = parse(buf, caplen, wire, &t);
+    if (parsed < 0 && !self->live) return 0;
+    *rep = Py_None;
+    Py_INCREF(Py_None);
+    if (parsed != 1) return 1;
+    unsigned char kb[MAX_KEY];
+    int dir;
+    Py_ssize_t klen = make_key(&t, kb, &dir);
+    PyObject *key = PyBytes_FromStringAndSize((const char *)kb, klen);
+    if (!key) goto fail;
+    PyObject *cap = PyDict_GetItemWithError(self->entries, key);
+    if (cap) {
+        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+        int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
+        if (clean && t.plen == 0) {
+            if (t.flags & TH_ACK) {
+                if (dir == e->data_dir) e->ack_other = t.ack;
+                else ring_release(e, t.ack);
+            }
+            e->ack_packets++;
+            e->last_ts = ts;
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            return 0;
+        }
+        uint32_t room = e->end - e->next_seq;
+        if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
+            if (ring_put(e, t.payload, t.plen) < 0) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            if (t.flags & TH_ACK) e->ack_other = t.ack;
+            e->next_seq += t.plen;
+            e->bytes += t.plen;
+            e->data_packets++;
+            e->last_ts = ts;
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            return 0;
+        }
+        /* Python takes over this flow: hand it what the entry absorbed. */
+        Py_DECREF(*rep);
+        *rep = report(key, e, 1);
+        if (!*rep || PyDict_DelItem(self->entries, key) < 0) {
+            Py_DECREF(key);
+            goto fail;
+        }
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        goto fail;
+    } else if (!self->live) {
+        int c = covered(self, &t, key);
+        if (c <= 0) {
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            *rep = NULL;
+            return c;
+        }
+    }
+    Py_DECREF(key);
+    return 1;
+fail:
+    Py_XDECREF(*rep);
+    *rep = NULL;
+    return -1;
+}
+
 /*
  * batch(max_items, max_packets) -> (items, reports, done)
  * items: (ts, frame, wire length, report or None) for Python, in capture order;
@@ -389,6 +491,10 @@ static int covered(Scanner *self, const Tcp *t, PyObject *key) {
 static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
     Py_ssize_t max_items, max_packets;
     if (!PyArg_ParseTuple(args, "nn", &max_items, &max_packets)) return NULL;
+    if (!self->fp) {
+        PyErr_SetString(PyExc_ValueError, "batch() reads a file: this scanner is live");
+        return NULL;
+    }
     PyObject *items = PyList_New(0);
     if (!items) return NULL;
     Py_ssize_t read = 0;
@@ -402,107 +508,97 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
             break;
         }
         read++;
-        Tcp t;
-        int parsed = parse(self->buf, caplen, wire, &t);
-        if (parsed < 0) continue;
-        PyObject *rep = Py_None;
-        Py_INCREF(rep);
-        if (parsed == 1) {
-            unsigned char kb[MAX_KEY];
-            int dir;
-            Py_ssize_t klen = make_key(&t, kb, &dir);
-            PyObject *key = PyBytes_FromStringAndSize((const char *)kb, klen);
-            if (!key) goto fail_rep;
-            PyObject *cap = PyDict_GetItemWithError(self->entries, key);
-            if (cap) {
-                Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-                int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
-                if (clean && t.plen == 0) {
-                    if (t.flags & TH_ACK) {
-                        if (dir == e->data_dir) e->ack_other = t.ack;
-                        else ring_release(e, t.ack);
-                    }
-                    e->ack_packets++;
-                    e->last_ts = ts;
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-                uint32_t room = e->end - e->next_seq;
-                if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
-                    if (ring_put(e, t.payload, t.plen) < 0) {
-                        Py_DECREF(key);
-                        goto fail_rep;
-                    }
-                    if (t.flags & TH_ACK) e->ack_other = t.ack;
-                    e->next_seq += t.plen;
-                    e->bytes += t.plen;
-                    e->data_packets++;
-                    e->last_ts = ts;
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-                /* Python takes over this flow: hand it what the entry absorbed. */
-                Py_DECREF(rep);
-                rep = report(key, e, 1);
-                if (!rep || PyDict_DelItem(self->entries, key) < 0) {
-                    Py_DECREF(key);
-                    goto fail_rep;
-                }
-            } else if (PyErr_Occurred()) {
-                Py_DECREF(key);
-                goto fail_rep;
-            } else {
-                int c = covered(self, &t, key);
-                if (c < 0) {
-                    Py_DECREF(key);
-                    goto fail_rep;
-                }
-                if (!c) {
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-            }
-            Py_DECREF(key);
-        }
+        PyObject *rep;
+        int s = scan_one(self, ts, self->buf, caplen, wire, &rep);
+        if (s < 0) goto fail;
+        if (!s) continue;
         PyObject *frame = PyBytes_FromStringAndSize((const char *)self->buf, caplen);
-        if (!frame) goto fail_rep;
+        if (!frame) {
+            Py_DECREF(rep);
+            goto fail;
+        }
         PyObject *item = Py_BuildValue("(dNIN)", ts, frame, wire, rep);
         if (!item || PyList_Append(items, item) < 0) {
             Py_XDECREF(item);
             goto fail;
         }
         Py_DECREF(item);
-        continue;
-    fail_rep:
-        Py_XDECREF(rep);
-        goto fail;
     }
-    PyObject *reports = PyList_New(0);
-    if (!reports) goto fail;
-    PyObject *key, *cap;
-    Py_ssize_t pos = 0;
     /* Progress of the entries still absorbing: only every max_packets and at the end, so a
      * flow's sums stay large; a flow's own next Python packet carries its sum anyway. */
     int due = self->eof || read >= max_packets;
-    while (due && PyDict_Next(self->entries, &pos, &key, &cap)) {
-        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-        if (e->bytes || e->ack_packets) {
-            PyObject *rep = report(key, e, 0);
-            if (!rep || PyList_Append(reports, rep) < 0) {
-                Py_XDECREF(rep);
-                Py_DECREF(reports);
-                goto fail;
-            }
-            Py_DECREF(rep);
-        }
-    }
+    PyObject *reports = due ? progress(self) : PyList_New(0);
+    if (!reports) goto fail;
     return Py_BuildValue("(NNO)", items, reports, self->eof ? Py_True : Py_False);
 fail:
     Py_DECREF(items);
     return NULL;
+}
+
+/*
+ * pump(next, max_packets) -> (item or None, packets read)
+ * Live: take packets from ``next`` (pcapy's Reader.next: (header or None, bytes)) until one
+ * is for Python, nothing is waiting, or max_packets were taken; absorbed ones never become
+ * Python objects of ours. The item is (ts, frame, wire length, report or None) as in batch.
+ */
+static PyObject *Scanner_pump(Scanner *self, PyObject *args) {
+    PyObject *next;
+    Py_ssize_t max_packets;
+    if (!PyArg_ParseTuple(args, "On", &next, &max_packets)) return NULL;
+    Py_ssize_t read = 0;
+    while (read < max_packets) {
+        PyObject *got = PyObject_CallNoArgs(next);
+        if (!got) return NULL;
+        if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 2) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "next() must give (header, data)");
+            return NULL;
+        }
+        PyObject *hdr = PyTuple_GET_ITEM(got, 0), *data = PyTuple_GET_ITEM(got, 1);
+        if (hdr == Py_None) {
+            Py_DECREF(got);
+            break;
+        }
+        if (!PyBytes_Check(data)) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "next() must give bytes");
+            return NULL;
+        }
+        PyObject *tsv = PyObject_CallMethod(hdr, "getts", NULL);
+        PyObject *lenv = tsv ? PyObject_CallMethod(hdr, "getlen", NULL) : NULL;
+        long long sec = 0, usec = 0;
+        unsigned long wire = 0;
+        if (lenv && PyArg_ParseTuple(tsv, "LL", &sec, &usec)) wire = PyLong_AsUnsignedLong(lenv);
+        Py_XDECREF(tsv);
+        Py_XDECREF(lenv);
+        if (PyErr_Occurred()) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        read++;
+        self->packets++;
+        double ts = (double)sec + usec * 1e-6;
+        Py_ssize_t caplen = PyBytes_GET_SIZE(data);
+        PyObject *rep;
+        int s = scan_one(self, ts, (const unsigned char *)PyBytes_AS_STRING(data),
+                         (uint32_t)caplen, (uint32_t)wire, &rep);
+        if (s < 0) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        if (s) {
+            PyObject *out = Py_BuildValue("((dOkN)n)", ts, data, wire, rep, read);
+            Py_DECREF(got);
+            return out;
+        }
+        Py_DECREF(got);
+    }
+    return Py_BuildValue("(On)", Py_None, read);
+}
+
+/* progress() -> reports of the entries that absorbed anything since last reported. */
+static PyObject *Scanner_progress(Scanner *self, PyObject *Py_UNUSED(ignored)) {
+    return progress(self);
 }
 
 /* register(key, data_dir, next_seq, end, keep, pre): absorb this flow's next in-window
@@ -583,6 +679,10 @@ static PyMethodDef Scanner_methods[] = {
      "register(key, data_dir, next_seq, end, keep, pre): absorb the flow's in-window segments"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
+    {"pump", (PyCFunction)Scanner_pump, METH_VARARGS,
+     "pump(next, max_packets) -> (item or None, packets read): live packets from next()"},
+    {"progress", (PyCFunction)Scanner_progress, METH_NOARGS,
+     "progress() -> reports of the entries that absorbed anything since last reported"},
     {"tell", (PyCFunction)Scanner_tell, METH_NOARGS, "byte offset in the file"},
     {NULL, NULL, 0, NULL},
 };
@@ -596,7 +696,7 @@ static PyGetSetDef Scanner_getset[] = {
 
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sensor.capture.fastpath.Scanner",
-    .tp_doc = "The second pass over a classic pcap file of Ethernet frames, in C.",
+    .tp_doc = "The second pass over a classic pcap file of Ethernet frames, or live packets, in C.",
     .tp_basicsize = sizeof(Scanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

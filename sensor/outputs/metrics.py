@@ -268,7 +268,8 @@ class SensorCollector(Collector):
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_fast_path_packets",
-            "Inspected packets the compiled reader absorbed (data-set segments, pure ACKs).",
+            "Inspected packets the compiled reader absorbed (data-set segments, pure ACKs), "
+            "offline or live.",
             stats.fast_packets,
         )
         pf = p.followed.stats

@@ -80,14 +80,20 @@ def test_tiny_segments_and_several_files(tmp_path: Path) -> None:
     assert run(files, True)[:3] == run(files, False)[:3]
 
 
-def test_an_imaging_vlan_capture(tmp_path: Path) -> None:
-    """Many concurrent C-STOREs: most segments absorbed in C, the same records and counts."""
+def imaging_capture(tmp_path: Path, seed: int, packets: int) -> Path:
+    """A small imaging-VLAN capture from bench/generate.py (every real peer's traffic)."""
     if str(ROOT / "bench") not in sys.path:
         sys.path.insert(0, str(ROOT / "bench"))
     generate = importlib.import_module("generate")
     path = tmp_path / "imaging.pcap"
-    argv = ["--imaging", "--seed", "3", "--packets", "40000", "--out", str(path)]
+    argv = ["--imaging", "--seed", str(seed), "--packets", str(packets), "--out", str(path)]
     assert generate.main(argv) == 0
+    return path
+
+
+def test_an_imaging_vlan_capture(tmp_path: Path) -> None:
+    """Many concurrent C-STOREs: most segments absorbed in C, the same records and counts."""
+    path = imaging_capture(tmp_path, 3, 40000)
     fast = run([path], True)
     slow = run([path], False)
     assert fast[:3] == slow[:3]
