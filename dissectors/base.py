@@ -85,6 +85,10 @@ class Skipping(Session, Protocol):
     Optional: the sensor asks once per session (``skipper_of``) and feeds a session without it
     as before. In the imaging VLAN nearly every segment lies wholly inside a data set, and
     this lets the sensor account such a segment by arithmetic, with no copy and no ``feed``.
+
+    A DICOM session also offers ``framing`` and ``skip_framed`` (dissectors/dicom/
+    association.py): the sensor's compiled reader may then follow a data set across its own
+    PDV and PDU headers, checked in C exactly where ``feed`` would take them silently.
     """
 
     def skippable(self, direction: Direction) -> int:

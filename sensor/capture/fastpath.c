@@ -53,6 +53,18 @@ typedef struct {
     uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
     int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
     int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
+    /* DICOM P-DATA framing (framed entries only): the window is the current data-set PDV;
+     * a segment running past it may cross into the next PDV (and PDU) of the same data
+     * set when its headers are plain (see cross()). */
+    int framed;
+    uint32_t pdu_left;   /* bytes of the PDU after the current PDV */
+    uint32_t max_pdu;    /* the largest P-DATA-TF length the session decodes */
+    uint8_t ctx;         /* the data set's presentation context */
+    uint8_t last;        /* the current PDV is the data set's last fragment */
+    uint64_t hdr_bytes;  /* PDU and PDV header bytes crossed, since the last report */
+    uint64_t pdus;       /* PDUs begun, since the last report */
+    uint64_t pdu_bytes;  /* their length with their headers */
+    uint64_t pdvs;       /* PDVs begun, since the last report */
 } Entry;
 
 typedef struct {
@@ -226,17 +238,23 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
 
 /* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
  * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
- * ACK of the data, ACK the data direction sent (-1: none seen)); counters reset. */
+ * ACK of the data, ACK the data direction sent (-1: none seen), framing), framing being
+ * (header bytes, PDUs and their bytes, PDVs crossed, then the PDU bytes after the current
+ * PDV, the bytes left of it, whether it is the last fragment); counters reset. */
 static PyObject *report(PyObject *key, Entry *e, int final) {
     PyObject *kept = final ? ring_bytes(e) : (Py_INCREF(Py_None), Py_None);
     if (!kept) return NULL;
-    PyObject *r = Py_BuildValue("(OKKKdNKKLL)", key, (unsigned long long)e->bytes,
+    PyObject *r = Py_BuildValue("(OKKKdNKKLL(KKKKkkk))", key, (unsigned long long)e->bytes,
                                 (unsigned long long)e->data_packets,
                                 (unsigned long long)e->ack_packets, e->last_ts, kept,
                                 (unsigned long long)e->dropped,
                                 (unsigned long long)e->pre_dropped, (long long)e->ack_data,
-                                (long long)e->ack_other);
+                                (long long)e->ack_other, (unsigned long long)e->hdr_bytes,
+                                (unsigned long long)e->pdus, (unsigned long long)e->pdu_bytes,
+                                (unsigned long long)e->pdvs, (unsigned long)e->pdu_left,
+                                (unsigned long)(e->end - e->next_seq), (unsigned long)e->last);
     e->bytes = e->data_packets = e->ack_packets = e->dropped = e->pre_dropped = 0;
+    e->hdr_bytes = e->pdus = e->pdu_bytes = e->pdvs = 0;
     return r;
 }
 
@@ -407,6 +425,56 @@ static PyObject *progress(Scanner *self) {
 }
 
 /*
+ * A data segment at next_seq runs room bytes into the current PDV and on past its end:
+ * walk the P-DATA headers it holds. The segment is absorbed (1, the entry moved on) only if
+ * everything after the PDV's end is more of the same data set: P-DATA-TF PDUs (reserved
+ * byte zero, length at most max_pdu) and PDVs on the same context with no reserved control
+ * bit, not a command, with a value, headers whole inside this segment, nothing after the
+ * last fragment. Anything else (0, nothing changed) is Python's, which flags what it must.
+ */
+static int cross(Entry *e, const unsigned char *p, uint32_t plen, uint32_t room) {
+    if (!e->framed || e->last) return 0;
+    uint32_t off = room, pdu_left = e->pdu_left;
+    uint64_t hdr = 0, pdus = 0, pdu_bytes = 0, pdvs = 0;
+    for (;;) {
+        if (pdu_left == 0) {
+            if (plen - off < 12) return 0;
+            const unsigned char *h = p + off;
+            uint32_t len = be32(h + 2);
+            if (h[0] != 0x04 || h[1] != 0 || len < 6 || len > e->max_pdu) return 0;
+            pdu_left = len;
+            pdus++;
+            pdu_bytes += 6 + (uint64_t)len;
+            hdr += 6;
+            off += 6;
+        } else if (pdu_left < 6 || plen - off < 6) {
+            return 0;
+        }
+        const unsigned char *v = p + off;
+        uint32_t vlen = be32(v);
+        uint8_t control = v[5];
+        if (vlen <= 2 || vlen > pdu_left - 4 || v[4] != e->ctx || (control & ~2u)) return 0;
+        pdu_left -= 4 + vlen;
+        pdvs++;
+        hdr += 6;
+        off += 6;
+        uint32_t data = vlen - 2;
+        if (plen - off <= data) {
+            e->end = e->next_seq + off + data;
+            e->pdu_left = pdu_left;
+            e->last = (control & 2) != 0;
+            e->hdr_bytes += hdr;
+            e->pdus += pdus;
+            e->pdu_bytes += pdu_bytes;
+            e->pdvs += pdvs;
+            return 1;
+        }
+        if (control & 2) return 0; /* bytes after the data set's last fragment */
+        off += data;
+    }
+}
+
+/*
  * One packet: absorbed by its flow's entry, dropped (nothing followed, offline only), or for
  * Python. Returns 1 when Python must see it, with *rep a new reference (the entry's final
  * report when Python takes the flow over, else None); 0 when absorbed or dropped; -1 on error.
@@ -440,7 +508,8 @@ static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t
             return 0;
         }
         uint32_t room = e->end - e->next_seq;
-        if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
+        if (clean && dir == e->data_dir && t.seq == e->next_seq &&
+            (t.plen <= room || cross(e, t.payload, t.plen, room))) {
             if (ring_put(e, t.payload, t.plen) < 0) {
                 Py_DECREF(key);
                 goto fail;
@@ -601,15 +670,25 @@ static PyObject *Scanner_progress(Scanner *self, PyObject *Py_UNUSED(ignored)) {
     return progress(self);
 }
 
-/* register(key, data_dir, next_seq, end, keep, pre): absorb this flow's next in-window
- * segments, keeping up to keep absorbed bytes until they are acknowledged, the pre bytes
- * Python keeps before next_seq included. */
+/* register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb this
+ * flow's next in-window segments, keeping up to keep absorbed bytes until they are
+ * acknowledged, the pre bytes Python keeps before next_seq included. With pdu_left (the PDU
+ * bytes after the data-set PDV that ends at end), the window may move on across the PDV and
+ * PDU headers of the same data set on context ctx (cross()). */
 static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     PyObject *key;
     int data_dir;
     unsigned long next_seq, end, keep, pre;
-    if (!PyArg_ParseTuple(args, "Sikkkk", &key, &data_dir, &next_seq, &end, &keep, &pre))
+    long long pdu_left = -1;
+    int ctx = 0;
+    unsigned long max_pdu = 0;
+    if (!PyArg_ParseTuple(args, "Sikkkk|Lik", &key, &data_dir, &next_seq, &end, &keep, &pre,
+                          &pdu_left, &ctx, &max_pdu))
         return NULL;
+    if (pdu_left > 0xffffffffLL || ctx < 0 || ctx > 255) {
+        PyErr_SetString(PyExc_ValueError, "pdu_left must fit 32 bits, ctx 8");
+        return NULL;
+    }
     if (keep > (1UL << 30) || pre > keep) {
         PyErr_SetString(PyExc_ValueError, "keep must be at most 1 GiB, pre at most keep");
         return NULL;
@@ -623,6 +702,12 @@ static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     e->start_seq = (uint32_t)next_seq;
     e->pre = (uint32_t)pre;
     e->ack_data = e->ack_other = -1;
+    if (pdu_left >= 0) {
+        e->framed = 1;
+        e->pdu_left = (uint32_t)pdu_left;
+        e->ctx = (uint8_t)ctx;
+        e->max_pdu = (uint32_t)max_pdu;
+    }
     PyObject *cap = PyCapsule_New(e, "fastpath.entry", entry_free);
     if (!cap) {
         PyMem_Free(e);
@@ -676,7 +761,8 @@ static PyMethodDef Scanner_methods[] = {
     {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
      "batch(max_items, max_packets) -> (items, reports, done)"},
     {"register", (PyCFunction)Scanner_register, METH_VARARGS,
-     "register(key, data_dir, next_seq, end, keep, pre): absorb the flow's in-window segments"},
+     "register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb the "
+     "flow's in-window segments (framed: across the data set's PDV and PDU headers)"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
     {"pump", (PyCFunction)Scanner_pump, METH_VARARGS,

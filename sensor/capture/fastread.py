@@ -28,8 +28,11 @@ NO_VLAN = 0xFFFF
 # key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
 # a final report), bytes let go unacknowledged at the keep cap and how many of them Python
 # kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
-# sent (-1: none seen).
-Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int]
+# sent (-1: none seen), and what a framed entry crossed: (header bytes, PDUs, their bytes,
+# PDVs, then the PDU bytes after the current PDV, the bytes left of it, whether it is the
+# data set's last fragment).
+Crossed = tuple[int, int, int, int, int, int, int]
+Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int, Crossed]
 Packet = tuple[float, bytes, int]
 
 
@@ -65,12 +68,16 @@ class FastReader:
         return error
 
     def register(
-        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int
+        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int, *framed: int
     ) -> None:
         """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
         keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
-        the ``pre`` bytes Python keeps before ``next_seq``."""
-        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre)
+        the ``pre`` bytes Python keeps before ``next_seq``. ``framed`` (PDU bytes after the
+        data-set PDV ending at ``end``, its context, the largest P-DATA-TF length) lets the
+        window go on across the headers of more of the same data set."""
+        self.scanner.register(
+            key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre, *framed
+        )
 
     def unregister(self, key: bytes) -> Report | None:
         """Stop absorbing for the flow; what it absorbed since the last report."""

@@ -21,7 +21,14 @@ from sensor.capture.errors import CaptureError
 from sensor.capture.live import LiveSource
 from sensor.pipeline import Pipeline
 
-from .test_fastpath import CASES, PCAPS, Lines, _with_cut_frames, imaging_capture
+from .test_fastpath import (
+    CASES,
+    PCAPS,
+    Lines,
+    _with_cut_frames,
+    imaging_capture,
+    session_counters,
+)
 from .tiny import recut
 
 
@@ -61,16 +68,17 @@ def live_run(paths: list[Path], compiled: bool, burst: int = 300, drain: int = 4
     pipeline.use_fast = compiled
     pipeline.follow_all()
     assert pipeline.compile_live() == compiled
-    for path in paths:
-        handle = Interface(path, burst)
-        linktype = handle.reader.datalink()
-        source = LiveSource("test0", handle, linktype, decoder_for(linktype), -1)
-        while not handle.ended:
-            handle.waiting = burst
-            while handle.waiting and not handle.ended:
-                pipeline.feed(pipeline.live_packets(source, drain), source.decode)
-            pipeline.tick(handle.now)  # the live loop's timer, between looks
-    pipeline.finish()
+    with session_counters() as sessions:
+        for path in paths:
+            handle = Interface(path, burst)
+            linktype = handle.reader.datalink()
+            source = LiveSource("test0", handle, linktype, decoder_for(linktype), -1)
+            while not handle.ended:
+                handle.waiting = burst
+                while handle.waiting and not handle.ended:
+                    pipeline.feed(pipeline.live_packets(source, drain), source.decode)
+                pipeline.tick(handle.now)  # the live loop's timer, between looks
+        pipeline.finish()
     stats = pipeline.engine.stats
     counters = {
         "packets": stats.packets,
@@ -86,6 +94,7 @@ def live_run(paths: list[Path], compiled: bool, burst: int = 300, drain: int = 4
         "dimse": dict(pipeline.counters.dimse),
         "anomalies": dict(pipeline.counters.anomalies),
         "alerts": dict(pipeline.counters.alerts),
+        "sessions": sessions,
     }
     return records.lines, events.lines, counters, stats.fast_packets
 
@@ -129,6 +138,16 @@ def test_an_imaging_vlan_live(tmp_path: Path) -> None:
     assert compiled[:3] == python[:3]
     assert len(compiled[0]) >= 80
     assert compiled[3] > compiled[2]["packets"] // 10
+
+
+@pytest.mark.parametrize("burst", [1, 50])
+def test_headers_anywhere_live(tmp_path: Path, burst: int) -> None:
+    """Segments cut at random (1-2,000 bytes), progress reported between any two: the same."""
+    cut = tmp_path / "cut.pcap"
+    recut(PCAPS / "dcmtk-store-11112" / "capture.pcap", cut, seed=21, most=2000)
+    compiled = live_run([cut], True, burst)
+    assert compiled[:3] == live_run([cut], False, burst)[:3]
+    assert compiled[3] > 0
 
 
 def test_snaplen_cut_frames_live(tmp_path: Path) -> None:
