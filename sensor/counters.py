@@ -34,6 +34,9 @@ class SensorCounters:
     # capture --workers: policy inputs judged before every worker had passed their time
     # (the parent's hold cap bit: one worker lagged far behind the others)
     policy_inputs_unordered: int = 0
+    # capture --workers: DIMSE messages a worker did not send its parent, as they can change
+    # no finding (PolicyOutbox): the repeats of an internal association's C-STOREs and such
+    policy_inputs_coalesced: int = 0
     capture_file_bytes: int = 0
     # Deliveries that failed, by output (baseline, syslog, files); keys exist from the start
     # so a sending thread never grows the dict while a snapshot pickles it.

@@ -265,6 +265,7 @@ def _worker(
     sent = [0.0]
 
     def report() -> None:
+        pipeline.counters.policy_inputs_coalesced = outbox.coalesced
         queue.put(("snapshot", index, _snapshot(pipeline, drops)))
 
     def send(idle_since: float | None) -> None:

@@ -370,6 +370,13 @@ class SensorCollector(Collector):
         )
         yield _single(
             CounterMetricFamily,
+            "dicom_sensor_policy_inputs_coalesced",
+            "capture --workers: DIMSE messages the workers did not send the parent because "
+            "they can change no finding (repeats of a SOP class on an internal association).",
+            c.policy_inputs_coalesced,
+        )
+        yield _single(
+            CounterMetricFamily,
             "dicom_sensor_truncated_segments",
             "TCP segments cut by the capture's snaplen (their missing bytes become gaps).",
             stats.truncated_segments,
