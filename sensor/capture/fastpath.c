@@ -67,6 +67,8 @@ typedef struct {
     uint64_t pdvs;       /* PDVs begun, since the last report */
 } Entry;
 
+static PyObject *str_getts, *str_getlen; /* pcapy Pkthdr's methods, interned once */
+
 typedef struct {
     PyObject_HEAD
     FILE *fp;
@@ -633,8 +635,8 @@ static PyObject *Scanner_pump(Scanner *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "next() must give bytes");
             return NULL;
         }
-        PyObject *tsv = PyObject_CallMethod(hdr, "getts", NULL);
-        PyObject *lenv = tsv ? PyObject_CallMethod(hdr, "getlen", NULL) : NULL;
+        PyObject *tsv = PyObject_CallMethodNoArgs(hdr, str_getts);
+        PyObject *lenv = tsv ? PyObject_CallMethodNoArgs(hdr, str_getlen) : NULL;
         long long sec = 0, usec = 0;
         unsigned long wire = 0;
         if (lenv && PyArg_ParseTuple(tsv, "LL", &sec, &usec)) wire = PyLong_AsUnsignedLong(lenv);
@@ -799,6 +801,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit_fastpath(void) {
     if (PyType_Ready(&ScannerType) < 0) return NULL;
+    str_getts = PyUnicode_InternFromString("getts");
+    str_getlen = PyUnicode_InternFromString("getlen");
+    if (!str_getts || !str_getlen) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&ScannerType);
