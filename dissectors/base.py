@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 
 class Verdict(IntEnum):
@@ -85,6 +85,10 @@ class Skipping(Session, Protocol):
     Optional: the sensor asks once per session (``skipper_of``) and feeds a session without it
     as before. In the imaging VLAN nearly every segment lies wholly inside a data set, and
     this lets the sensor account such a segment by arithmetic, with no copy and no ``feed``.
+
+    A DICOM session also offers ``framing`` and ``skip_framed`` (dissectors/dicom/
+    association.py): the sensor's compiled reader may then follow a data set across its own
+    PDV and PDU headers, checked in C exactly where ``feed`` would take them silently.
     """
 
     def skippable(self, direction: Direction) -> int:
@@ -115,16 +119,28 @@ class TailAware(Session, Protocol):
         ...
 
 
+# (session class, protocol) -> whether the class offers it. A runtime protocol check
+# looks for every method (about 20 us); a session class offers the same ones all its life.
+_OFFERS: dict[tuple[type, type], bool] = {}
+
+
+def _offers(session: Session, protocol: type) -> bool:
+    key = (session.__class__, protocol)
+    known = _OFFERS.get(key)
+    if known is None:
+        known = _OFFERS[key] = isinstance(session, protocol)
+    return known
+
+
 def tell_unconsumed(session: Session, direction: Direction, n: int) -> None:
     """Tell a ``TailAware`` session about its unconsumed tail; nothing for any other."""
-    if isinstance(session, TailAware):
-        session.unconsumed(direction, n)
+    if _offers(session, TailAware):
+        cast(TailAware, session).unconsumed(direction, n)
 
 
 def skipper_of(session: Session) -> Skipping | None:
     """The session as a ``Skipping`` one if it offers both methods, else None."""
-    # Once per session, so the cost of a runtime protocol check does not matter.
-    return session if isinstance(session, Skipping) else None
+    return cast(Skipping, session) if _offers(session, Skipping) else None
 
 
 @runtime_checkable

@@ -42,6 +42,9 @@ class SensorCounters:
     # them (LOST_WITH_WORKERS)
     workers_lost: int = 0
     lost_with_workers: Counter[str] = field(default_factory=Counter)
+    # capture --workers: DIMSE messages a worker did not send its parent, as they can change
+    # no finding (PolicyOutbox): the repeats of an internal association's C-STOREs and such
+    policy_inputs_coalesced: int = 0
     capture_file_bytes: int = 0
     # Deliveries that failed, by output (baseline, syslog, files); keys exist from the start
     # so a sending thread never grows the dict while a snapshot pickles it.

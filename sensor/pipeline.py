@@ -26,6 +26,7 @@ from dissectors.base import (
     first_match,
 )
 from dissectors.dicom.association import AssociationState, DicomSession
+from dissectors.dicom.constants import CommandField
 from dissectors.dicom.dimse import DimseCommand
 from dissectors.dicom.events import (
     Anomaly,
@@ -59,6 +60,7 @@ from .policy.alerts import AlertFolder
 from .policy.config import Config, default_config
 from .policy.engine import PolicyEngine
 from .policy.findings import Finding
+from .policy.zones import Trust, ZoneMap
 
 Progress = Callable[[int], None]
 
@@ -148,6 +150,8 @@ class Pipeline:
         self.reinstall: Callable[[], None] | None = None  # a one-pass source's filter
         self._live = False
         self.use_fast = True  # the compiled second pass, when built (tests turn it off)
+        # Live: the compiled loop on Ethernet interfaces (compile_live), when it is used.
+        self.live_reader: fastread.LiveReader | None = None
         self.reinstall_due = False
         # Every ended association or connection goes to each of these (JSON lines, Zeek log).
         self.record_sinks: list[Callable[[dict[str, Any]], None]] = []
@@ -451,8 +455,33 @@ class Pipeline:
         self.last_ts = max(self.last_ts, ts, engine.fast_last_ts)
         self.counters.last_packet_ts = self.last_ts
 
+    def compile_live(self) -> bool:
+        """Live: let the compiled loop absorb data-set segments and ACKs (fastread.LiveReader).
+
+        Not with --alert-pcap, whose buffers keep every packet of an association: there
+        every packet goes through Python, as without the extension.
+        """
+        if not (self.use_fast and fastread.available()) or self.live_pcaps is not None:
+            return False
+        self.live_reader = self.engine.fast = fastread.LiveReader()
+        return True
+
+    def live_packets(self, source: Any, limit: int) -> Iterable[Packet]:
+        """Up to ``limit`` packets waiting on a live source, through the compiled loop if it
+        is on and the interface gives Ethernet frames."""
+        reader = self.live_reader
+        if reader is None or source.linktype != ETHERNET:
+            packets: Iterable[Packet] = source.packets(limit)
+            return packets
+        return source.compiled_packets(reader, self.engine.fast_report, limit)  # type: ignore[no-any-return]
+
     def tick(self, now: float) -> None:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
+        if self.live_reader is not None:
+            # What the compiled loop absorbed since its last report: counters and idle
+            # times are current before anything is judged or expired.
+            self.live_reader.progress(self.engine.fast_report)
+            self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
         if self.outbox is not None:
             self.outbox.passed(now)
         self.engine.advance(now)
@@ -465,6 +494,8 @@ class Pipeline:
         """Use a new zone and rule config from now on; state is kept."""
         self.policy_config = config
         self.policy.reconfigure(config)
+        if self.outbox is not None:
+            self.outbox.reconfigure(config.zones)
         self.pivots = Pivots.from_config(config, self.pivots.interface)
         self.folder.window = config.fold_window
 
@@ -555,6 +586,7 @@ class Pipeline:
         """Send the policy's inputs to ``outbox`` instead of judging them here (a worker)."""
         self.outbox = outbox
         outbox.interface = lambda: self.pivots.interface
+        outbox.zones = self.policy_config.zones
         self._policy_event = outbox.event
         self._policy_close = outbox.close
         self._policy_generic = outbox.generic
@@ -807,6 +839,15 @@ def _same_identity(a: FlowInfo, b: FlowInfo) -> bool:
     )
 
 
+# DIMSE messages the parent needs every one of: the queries and retrievals it judges, and
+# the C-MOVE responses that decide a move (PolicyEngine._dimse).
+_EVERY_DIMSE = frozenset(
+    {CommandField.C_FIND_RQ, CommandField.C_MOVE_RQ, CommandField.C_GET_RQ, CommandField.C_MOVE_RSP}
+)
+MAX_SOP_MARKS = 64  # (direction, SOP class) pairs remembered per association; past it, all sent
+_UNMARKED: set[Any] = set()
+
+
 class PolicyOutbox:
     """A worker's policy inputs, collected until the worker sends them to its parent.
 
@@ -815,6 +856,13 @@ class PolicyOutbox:
     interface the packets came in on (what the parent's alerts name as
     ``observer.ingress.interface.name``): an ``interface`` input goes ahead of the first
     input from another one.
+
+    Nor is a DIMSE message that cannot change a finding (with ``zones`` set): of the other
+    messages (C-STORE, C-ECHO, N-...) of an association that does not cross the perimeter,
+    the parent needs only the first of each direction and SOP class, for the inventory;
+    its byte counts travel with its next input and its close. An association with exactly
+    one end in an external zone sends every message: the bulk-outbound windows sum its
+    bytes at each one. What is left out is counted in ``coalesced``.
     """
 
     def __init__(self) -> None:
@@ -824,6 +872,10 @@ class PolicyOutbox:
         # Pipeline.remote_policy sets it, and the one last sent.
         self.interface: Callable[[], str | None] = lambda: None
         self._interface: str | None = None
+        self.zones: ZoneMap | None = None  # None: every DIMSE message is sent
+        self.coalesced = 0  # DIMSE messages not sent (nothing the policy reads in them)
+        # key -> (direction, SOP class) sent, or None: every message of it is sent
+        self._marks: dict[int, set[tuple[int, str | None]] | None] = {}
         # key -> (flow info, request, accept, reject) as last sent
         self._sent: dict[int, tuple[FlowInfo, Any, Any, Any]] = {}
         self._context_lists: dict[tuple[str, tuple[Any, ...]], int] = {}
@@ -883,8 +935,33 @@ class PolicyOutbox:
         )
         return new_info, facts
 
+    def _crossing(self, info: FlowInfo, zones: ZoneMap) -> bool:
+        """Whether exactly one end of the flow is in an external zone."""
+        a = zones.lookup(info.origin_ip).trust is Trust.EXTERNAL
+        return a is not (zones.lookup(info.peer_ip).trust is Trust.EXTERNAL)
+
+    def _needed(self, key: int, info: FlowInfo, event: DimseMessage) -> bool:
+        """Whether the parent must see this DIMSE message (see the class)."""
+        zones = self.zones
+        if zones is None or event.command.command_field in _EVERY_DIMSE:
+            return True
+        marks = self._marks.get(key, _UNMARKED)
+        if marks is _UNMARKED:
+            marks = self._marks[key] = None if self._crossing(info, zones) else set()
+        if marks is None:
+            return True
+        mark = (int(event.direction), event.command.sop_class_uid)
+        if mark in marks:
+            self.coalesced += 1
+            return False
+        if len(marks) < MAX_SOP_MARKS:
+            marks.add(mark)
+        return True
+
     def event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
         """A DICOM session event the policy looks at."""
+        if event.__class__ is DimseMessage and not self._needed(key, info, event):
+            return
         order = self._input(event.ts)
         new_info, facts = self._facts(key, info, session)
         if event.__class__ is DimseMessage:
@@ -909,6 +986,7 @@ class PolicyOutbox:
         order = self._input(session.state.last_ts)
         _, facts = self._facts(key, info, session)
         del self._sent[key]
+        self._marks.pop(key, None)
         self.inputs.append((order, "close", key, info, facts))
 
     def generic(self, key: int, info: FlowInfo, session: Any, ts: float) -> None:
@@ -921,6 +999,11 @@ class PolicyOutbox:
         """A TLS ClientHello (its payload stays here)."""
         hello = Segment(seg.ts, seg.src, seg.dst, seg.sport, seg.dport, 0, 0, 0, b"", seg.vlan)
         self.inputs.append((self._input(seg.ts), "tls", 0, hello))
+
+    def reconfigure(self, zones: ZoneMap) -> None:
+        """New zones (SIGHUP): which associations cross the perimeter is decided again."""
+        self.zones = zones
+        self._marks.clear()
 
     def passed(self, ts: float) -> None:
         """Time reached ``ts`` for this worker: a timer's inputs are ordered from it."""

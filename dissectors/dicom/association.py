@@ -444,6 +444,76 @@ class DicomSession:
                 d.mode = _Mode.BOUNDARY
         return events
 
+    def framing(self, direction: Direction) -> tuple[int, int, int] | None:
+        """How the data set under way in ``direction`` may be followed past ``skippable``.
+
+        (PDU bytes after the current PDV, its presentation context, the largest P-DATA-TF
+        length decoded) when a compiled reader may account the coming PDV and PDU headers of
+        the same data set itself: only where ``feed`` would take them without an event or
+        anomaly (a data fragment that is not the last, on an accepted context, inside an
+        association). Such a reader reports what it crossed to ``skip_framed``.
+        """
+        d = self._dirs[direction]
+        # Inside or just past a data fragment that is not the last (a PDV header, or a PDU's
+        # if its PDU ended too, is what comes next).
+        if d.mode is _Mode.PDATA:
+            if d.pdv_cmd or d.pdv_last:
+                return None
+        elif d.mode is not _Mode.BOUNDARY or d.pdv_left or d.pdu_left or d.pdv_cmd or d.pdv_last:
+            return None
+        if d.cmd or self.state.phase not in (Phase.ESTABLISHED, Phase.RELEASING):
+            return None
+        ctx = d.pdv_ctx
+        accepted = self._accepted_contexts
+        if ctx & 1 == 0 or (accepted is not None and ctx not in accepted):
+            return None
+        return d.pdu_left, ctx, self.limits.max_pdata_pdu
+
+    def skip_framed(
+        self,
+        direction: Direction,
+        n: int,
+        crossed: tuple[int, int, int, int, int, int, int],
+        ts: float,
+    ) -> list[Event]:
+        """Account ``n`` unseen bytes that ran on across headers of the same data set.
+
+        ``crossed``: (header bytes, P-DATA-TF PDUs begun and their length with headers, PDVs
+        begun, then the PDU bytes after the current PDV, the bytes left of it, whether it is
+        the last fragment), as a reader that checked the headers as ``framing`` asked
+        reports them; the same counts and state as feeding the bytes would give.
+        """
+        headers, pdus, pdu_bytes, pdvs, pdu_left, pdv_left, last = crossed
+        if not pdvs:
+            return self.skip(direction, n, ts)
+        d = self._dirs[direction]
+        # Inside a data fragment that is not the last, or just past one (an earlier report
+        # ended exactly at its end, maybe with its PDU).
+        inside = d.mode is _Mode.PDATA or (d.mode is _Mode.BOUNDARY and d.pdv_left == 0)
+        if not inside or d.pdv_cmd or d.pdv_last or n - headers < d.pdv_left:
+            raise ValueError(f"cannot cross headers of {direction.name}: not inside a data set")
+        st = self.state
+        if st.first_ts is None:
+            st.first_ts = ts
+        st.last_ts = ts
+        c = st.counters[direction]
+        c.pdus += pdus
+        c.pdata_pdus += pdus
+        c.pdata_bytes += pdu_bytes
+        c.pdvs += pdvs
+        c.data_set_fragments += pdvs
+        c.data_set_bytes += n - headers
+        d.mode = _Mode.PDATA
+        d.pdu_left = pdu_left
+        d.pdv_left = pdv_left
+        d.pdv_last = bool(last)
+        events: list[Event] = []
+        if pdv_left == 0:
+            self._end_pdv(d, c, direction, ts, events)
+            if pdu_left == 0:
+                d.mode = _Mode.BOUNDARY
+        return events
+
     def gap(self, direction: Direction, missing: int | None, ts: float) -> list[Event]:
         """Account for lost bytes; keep framing when the loss falls inside a known PDU."""
         events: list[Event] = []

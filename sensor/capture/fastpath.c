@@ -53,7 +53,21 @@ typedef struct {
     uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
     int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
     int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
+    /* DICOM P-DATA framing (framed entries only): the window is the current data-set PDV;
+     * a segment running past it may cross into the next PDV (and PDU) of the same data
+     * set when its headers are plain (see cross()). */
+    int framed;
+    uint32_t pdu_left;   /* bytes of the PDU after the current PDV */
+    uint32_t max_pdu;    /* the largest P-DATA-TF length the session decodes */
+    uint8_t ctx;         /* the data set's presentation context */
+    uint8_t last;        /* the current PDV is the data set's last fragment */
+    uint64_t hdr_bytes;  /* PDU and PDV header bytes crossed, since the last report */
+    uint64_t pdus;       /* PDUs begun, since the last report */
+    uint64_t pdu_bytes;  /* their length with their headers */
+    uint64_t pdvs;       /* PDVs begun, since the last report */
 } Entry;
+
+static PyObject *str_getts, *str_getlen; /* pcapy Pkthdr's methods, interned once */
 
 typedef struct {
     PyObject_HEAD
@@ -67,6 +81,7 @@ typedef struct {
     PyObject *flows;    /* set of keys */
     PyObject *entries;  /* dict: key -> capsule(Entry) */
     int eof;
+    int live;           /* no file: packets come to pump(); nothing is dropped here */
     PyObject *error;    /* str or None: why reading stopped early */
     unsigned long long packets;  /* records read */
 } Scanner;
@@ -169,8 +184,17 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     const char *path;
     PyObject *services, *flows;
     static char *kwlist[] = {"path", "services", "flows", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO", kwlist, &path, &services, &flows))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "zOO", kwlist, &path, &services, &flows))
         return -1;
+    self->entries = PyDict_New();
+    if (!self->entries) return -1;
+    Py_INCREF(Py_None);
+    self->error = Py_None;
+    if (!path) {
+        /* Live: packets come to pump() one by one; the kernel's filter chose them. */
+        self->live = 1;
+        return 0;
+    }
     if (!PyAnySet_Check(services) || !PyAnySet_Check(flows)) {
         PyErr_SetString(PyExc_TypeError, "services and flows must be sets of bytes");
         return -1;
@@ -211,26 +235,28 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
     self->services = services;
     Py_INCREF(flows);
     self->flows = flows;
-    self->entries = PyDict_New();
-    if (!self->entries) return -1;
-    Py_INCREF(Py_None);
-    self->error = Py_None;
     return 0;
 }
 
 /* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
  * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
- * ACK of the data, ACK the data direction sent (-1: none seen)); counters reset. */
+ * ACK of the data, ACK the data direction sent (-1: none seen), framing), framing being
+ * (header bytes, PDUs and their bytes, PDVs crossed, then the PDU bytes after the current
+ * PDV, the bytes left of it, whether it is the last fragment); counters reset. */
 static PyObject *report(PyObject *key, Entry *e, int final) {
     PyObject *kept = final ? ring_bytes(e) : (Py_INCREF(Py_None), Py_None);
     if (!kept) return NULL;
-    PyObject *r = Py_BuildValue("(OKKKdNKKLL)", key, (unsigned long long)e->bytes,
+    PyObject *r = Py_BuildValue("(OKKKdNKKLL(KKKKkkk))", key, (unsigned long long)e->bytes,
                                 (unsigned long long)e->data_packets,
                                 (unsigned long long)e->ack_packets, e->last_ts, kept,
                                 (unsigned long long)e->dropped,
                                 (unsigned long long)e->pre_dropped, (long long)e->ack_data,
-                                (long long)e->ack_other);
+                                (long long)e->ack_other, (unsigned long long)e->hdr_bytes,
+                                (unsigned long long)e->pdus, (unsigned long long)e->pdu_bytes,
+                                (unsigned long long)e->pdvs, (unsigned long)e->pdu_left,
+                                (unsigned long)(e->end - e->next_seq), (unsigned long)e->last);
     e->bytes = e->data_packets = e->ack_packets = e->dropped = e->pre_dropped = 0;
+    e->hdr_bytes = e->pdus = e->pdu_bytes = e->pdvs = 0;
     return r;
 }
 
@@ -379,6 +405,153 @@ static int covered(Scanner *self, const Tcp *t, PyObject *key) {
     return 0;
 }
 
+/* Reports of every entry that absorbed something since it was last reported. */
+static PyObject *progress(Scanner *self) {
+    PyObject *reports = PyList_New(0);
+    if (!reports) return NULL;
+    PyObject *key, *cap;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->entries, &pos, &key, &cap)) {
+        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+        if (e->bytes || e->ack_packets) {
+            PyObject *rep = report(key, e, 0);
+            if (!rep || PyList_Append(reports, rep) < 0) {
+                Py_XDECREF(rep);
+                Py_DECREF(reports);
+                return NULL;
+            }
+            Py_DECREF(rep);
+        }
+    }
+    return reports;
+}
+
+/*
+ * A data segment at next_seq runs room bytes into the current PDV and on past its end:
+ * walk the P-DATA headers it holds. The segment is absorbed (1, the entry moved on) only if
+ * everything after the PDV's end is more of the same data set: P-DATA-TF PDUs (reserved
+ * byte zero, length at most max_pdu) and PDVs on the same context with no reserved control
+ * bit, not a command, with a value, headers whole inside this segment, nothing after the
+ * last fragment. Anything else (0, nothing changed) is Python's, which flags what it must.
+ */
+static int cross(Entry *e, const unsigned char *p, uint32_t plen, uint32_t room) {
+    if (!e->framed || e->last) return 0;
+    uint32_t off = room, pdu_left = e->pdu_left;
+    uint64_t hdr = 0, pdus = 0, pdu_bytes = 0, pdvs = 0;
+    for (;;) {
+        if (pdu_left == 0) {
+            if (plen - off < 12) return 0;
+            const unsigned char *h = p + off;
+            uint32_t len = be32(h + 2);
+            if (h[0] != 0x04 || h[1] != 0 || len < 6 || len > e->max_pdu) return 0;
+            pdu_left = len;
+            pdus++;
+            pdu_bytes += 6 + (uint64_t)len;
+            hdr += 6;
+            off += 6;
+        } else if (pdu_left < 6 || plen - off < 6) {
+            return 0;
+        }
+        const unsigned char *v = p + off;
+        uint32_t vlen = be32(v);
+        uint8_t control = v[5];
+        if (vlen <= 2 || vlen > pdu_left - 4 || v[4] != e->ctx || (control & ~2u)) return 0;
+        pdu_left -= 4 + vlen;
+        pdvs++;
+        hdr += 6;
+        off += 6;
+        uint32_t data = vlen - 2;
+        if (plen - off <= data) {
+            e->end = e->next_seq + off + data;
+            e->pdu_left = pdu_left;
+            e->last = (control & 2) != 0;
+            e->hdr_bytes += hdr;
+            e->pdus += pdus;
+            e->pdu_bytes += pdu_bytes;
+            e->pdvs += pdvs;
+            return 1;
+        }
+        if (control & 2) return 0; /* bytes after the data set's last fragment */
+        off += data;
+    }
+}
+
+/*
+ * One packet: absorbed by its flow's entry, dropped (nothing followed, offline only), or for
+ * Python. Returns 1 when Python must see it, with *rep a new reference (the entry's final
+ * report when Python takes the flow over, else None); 0 when absorbed or dropped; -1 on error.
+ */
+static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t caplen,
+                    uint32_t wire, PyObject **rep) {
+    Tcp t;
+    int parsed = parse(buf, caplen, wire, &t);
+    if (parsed < 0 && !self->live) return 0;
+    *rep = Py_None;
+    Py_INCREF(Py_None);
+    if (parsed != 1) return 1;
+    unsigned char kb[MAX_KEY];
+    int dir;
+    Py_ssize_t klen = make_key(&t, kb, &dir);
+    PyObject *key = PyBytes_FromStringAndSize((const char *)kb, klen);
+    if (!key) goto fail;
+    PyObject *cap = PyDict_GetItemWithError(self->entries, key);
+    if (cap) {
+        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
+        int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
+        if (clean && t.plen == 0) {
+            if (t.flags & TH_ACK) {
+                if (dir == e->data_dir) e->ack_other = t.ack;
+                else ring_release(e, t.ack);
+            }
+            e->ack_packets++;
+            e->last_ts = ts;
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            return 0;
+        }
+        uint32_t room = e->end - e->next_seq;
+        if (clean && dir == e->data_dir && t.seq == e->next_seq &&
+            (t.plen <= room || cross(e, t.payload, t.plen, room))) {
+            if (ring_put(e, t.payload, t.plen) < 0) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            if (t.flags & TH_ACK) e->ack_other = t.ack;
+            e->next_seq += t.plen;
+            e->bytes += t.plen;
+            e->data_packets++;
+            e->last_ts = ts;
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            return 0;
+        }
+        /* Python takes over this flow: hand it what the entry absorbed. */
+        Py_DECREF(*rep);
+        *rep = report(key, e, 1);
+        if (!*rep || PyDict_DelItem(self->entries, key) < 0) {
+            Py_DECREF(key);
+            goto fail;
+        }
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        goto fail;
+    } else if (!self->live) {
+        int c = covered(self, &t, key);
+        if (c <= 0) {
+            Py_DECREF(key);
+            Py_DECREF(*rep);
+            *rep = NULL;
+            return c;
+        }
+    }
+    Py_DECREF(key);
+    return 1;
+fail:
+    Py_XDECREF(*rep);
+    *rep = NULL;
+    return -1;
+}
+
 /*
  * batch(max_items, max_packets) -> (items, reports, done)
  * items: (ts, frame, wire length, report or None) for Python, in capture order;
@@ -389,6 +562,10 @@ static int covered(Scanner *self, const Tcp *t, PyObject *key) {
 static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
     Py_ssize_t max_items, max_packets;
     if (!PyArg_ParseTuple(args, "nn", &max_items, &max_packets)) return NULL;
+    if (!self->fp) {
+        PyErr_SetString(PyExc_ValueError, "batch() reads a file: this scanner is live");
+        return NULL;
+    }
     PyObject *items = PyList_New(0);
     if (!items) return NULL;
     Py_ssize_t read = 0;
@@ -402,118 +579,118 @@ static PyObject *Scanner_batch(Scanner *self, PyObject *args) {
             break;
         }
         read++;
-        Tcp t;
-        int parsed = parse(self->buf, caplen, wire, &t);
-        if (parsed < 0) continue;
-        PyObject *rep = Py_None;
-        Py_INCREF(rep);
-        if (parsed == 1) {
-            unsigned char kb[MAX_KEY];
-            int dir;
-            Py_ssize_t klen = make_key(&t, kb, &dir);
-            PyObject *key = PyBytes_FromStringAndSize((const char *)kb, klen);
-            if (!key) goto fail_rep;
-            PyObject *cap = PyDict_GetItemWithError(self->entries, key);
-            if (cap) {
-                Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-                int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
-                if (clean && t.plen == 0) {
-                    if (t.flags & TH_ACK) {
-                        if (dir == e->data_dir) e->ack_other = t.ack;
-                        else ring_release(e, t.ack);
-                    }
-                    e->ack_packets++;
-                    e->last_ts = ts;
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-                uint32_t room = e->end - e->next_seq;
-                if (clean && dir == e->data_dir && t.seq == e->next_seq && t.plen <= room) {
-                    if (ring_put(e, t.payload, t.plen) < 0) {
-                        Py_DECREF(key);
-                        goto fail_rep;
-                    }
-                    if (t.flags & TH_ACK) e->ack_other = t.ack;
-                    e->next_seq += t.plen;
-                    e->bytes += t.plen;
-                    e->data_packets++;
-                    e->last_ts = ts;
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-                /* Python takes over this flow: hand it what the entry absorbed. */
-                Py_DECREF(rep);
-                rep = report(key, e, 1);
-                if (!rep || PyDict_DelItem(self->entries, key) < 0) {
-                    Py_DECREF(key);
-                    goto fail_rep;
-                }
-            } else if (PyErr_Occurred()) {
-                Py_DECREF(key);
-                goto fail_rep;
-            } else {
-                int c = covered(self, &t, key);
-                if (c < 0) {
-                    Py_DECREF(key);
-                    goto fail_rep;
-                }
-                if (!c) {
-                    Py_DECREF(key);
-                    Py_DECREF(rep);
-                    continue;
-                }
-            }
-            Py_DECREF(key);
-        }
+        PyObject *rep;
+        int s = scan_one(self, ts, self->buf, caplen, wire, &rep);
+        if (s < 0) goto fail;
+        if (!s) continue;
         PyObject *frame = PyBytes_FromStringAndSize((const char *)self->buf, caplen);
-        if (!frame) goto fail_rep;
+        if (!frame) {
+            Py_DECREF(rep);
+            goto fail;
+        }
         PyObject *item = Py_BuildValue("(dNIN)", ts, frame, wire, rep);
         if (!item || PyList_Append(items, item) < 0) {
             Py_XDECREF(item);
             goto fail;
         }
         Py_DECREF(item);
-        continue;
-    fail_rep:
-        Py_XDECREF(rep);
-        goto fail;
     }
-    PyObject *reports = PyList_New(0);
-    if (!reports) goto fail;
-    PyObject *key, *cap;
-    Py_ssize_t pos = 0;
     /* Progress of the entries still absorbing: only every max_packets and at the end, so a
      * flow's sums stay large; a flow's own next Python packet carries its sum anyway. */
     int due = self->eof || read >= max_packets;
-    while (due && PyDict_Next(self->entries, &pos, &key, &cap)) {
-        Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
-        if (e->bytes || e->ack_packets) {
-            PyObject *rep = report(key, e, 0);
-            if (!rep || PyList_Append(reports, rep) < 0) {
-                Py_XDECREF(rep);
-                Py_DECREF(reports);
-                goto fail;
-            }
-            Py_DECREF(rep);
-        }
-    }
+    PyObject *reports = due ? progress(self) : PyList_New(0);
+    if (!reports) goto fail;
     return Py_BuildValue("(NNO)", items, reports, self->eof ? Py_True : Py_False);
 fail:
     Py_DECREF(items);
     return NULL;
 }
 
-/* register(key, data_dir, next_seq, end, keep, pre): absorb this flow's next in-window
- * segments, keeping up to keep absorbed bytes until they are acknowledged, the pre bytes
- * Python keeps before next_seq included. */
+/*
+ * pump(next, max_packets) -> (item or None, packets read)
+ * Live: take packets from ``next`` (pcapy's Reader.next: (header or None, bytes)) until one
+ * is for Python, nothing is waiting, or max_packets were taken; absorbed ones never become
+ * Python objects of ours. The item is (ts, frame, wire length, report or None) as in batch.
+ */
+static PyObject *Scanner_pump(Scanner *self, PyObject *args) {
+    PyObject *next;
+    Py_ssize_t max_packets;
+    if (!PyArg_ParseTuple(args, "On", &next, &max_packets)) return NULL;
+    Py_ssize_t read = 0;
+    while (read < max_packets) {
+        PyObject *got = PyObject_CallNoArgs(next);
+        if (!got) return NULL;
+        if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 2) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "next() must give (header, data)");
+            return NULL;
+        }
+        PyObject *hdr = PyTuple_GET_ITEM(got, 0), *data = PyTuple_GET_ITEM(got, 1);
+        if (hdr == Py_None) {
+            Py_DECREF(got);
+            break;
+        }
+        if (!PyBytes_Check(data)) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "next() must give bytes");
+            return NULL;
+        }
+        PyObject *tsv = PyObject_CallMethodNoArgs(hdr, str_getts);
+        PyObject *lenv = tsv ? PyObject_CallMethodNoArgs(hdr, str_getlen) : NULL;
+        long long sec = 0, usec = 0;
+        unsigned long wire = 0;
+        if (lenv && PyArg_ParseTuple(tsv, "LL", &sec, &usec)) wire = PyLong_AsUnsignedLong(lenv);
+        Py_XDECREF(tsv);
+        Py_XDECREF(lenv);
+        if (PyErr_Occurred()) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        read++;
+        self->packets++;
+        double ts = (double)sec + usec * 1e-6;
+        Py_ssize_t caplen = PyBytes_GET_SIZE(data);
+        PyObject *rep;
+        int s = scan_one(self, ts, (const unsigned char *)PyBytes_AS_STRING(data),
+                         (uint32_t)caplen, (uint32_t)wire, &rep);
+        if (s < 0) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        if (s) {
+            PyObject *out = Py_BuildValue("((dOkN)n)", ts, data, wire, rep, read);
+            Py_DECREF(got);
+            return out;
+        }
+        Py_DECREF(got);
+    }
+    return Py_BuildValue("(On)", Py_None, read);
+}
+
+/* progress() -> reports of the entries that absorbed anything since last reported. */
+static PyObject *Scanner_progress(Scanner *self, PyObject *Py_UNUSED(ignored)) {
+    return progress(self);
+}
+
+/* register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb this
+ * flow's next in-window segments, keeping up to keep absorbed bytes until they are
+ * acknowledged, the pre bytes Python keeps before next_seq included. With pdu_left (the PDU
+ * bytes after the data-set PDV that ends at end), the window may move on across the PDV and
+ * PDU headers of the same data set on context ctx (cross()). */
 static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     PyObject *key;
     int data_dir;
     unsigned long next_seq, end, keep, pre;
-    if (!PyArg_ParseTuple(args, "Sikkkk", &key, &data_dir, &next_seq, &end, &keep, &pre))
+    long long pdu_left = -1;
+    int ctx = 0;
+    unsigned long max_pdu = 0;
+    if (!PyArg_ParseTuple(args, "Sikkkk|Lik", &key, &data_dir, &next_seq, &end, &keep, &pre,
+                          &pdu_left, &ctx, &max_pdu))
         return NULL;
+    if (pdu_left > 0xffffffffLL || ctx < 0 || ctx > 255) {
+        PyErr_SetString(PyExc_ValueError, "pdu_left must fit 32 bits, ctx 8");
+        return NULL;
+    }
     if (keep > (1UL << 30) || pre > keep) {
         PyErr_SetString(PyExc_ValueError, "keep must be at most 1 GiB, pre at most keep");
         return NULL;
@@ -527,6 +704,12 @@ static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     e->start_seq = (uint32_t)next_seq;
     e->pre = (uint32_t)pre;
     e->ack_data = e->ack_other = -1;
+    if (pdu_left >= 0) {
+        e->framed = 1;
+        e->pdu_left = (uint32_t)pdu_left;
+        e->ctx = (uint8_t)ctx;
+        e->max_pdu = (uint32_t)max_pdu;
+    }
     PyObject *cap = PyCapsule_New(e, "fastpath.entry", entry_free);
     if (!cap) {
         PyMem_Free(e);
@@ -580,9 +763,14 @@ static PyMethodDef Scanner_methods[] = {
     {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
      "batch(max_items, max_packets) -> (items, reports, done)"},
     {"register", (PyCFunction)Scanner_register, METH_VARARGS,
-     "register(key, data_dir, next_seq, end, keep, pre): absorb the flow's in-window segments"},
+     "register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb the "
+     "flow's in-window segments (framed: across the data set's PDV and PDU headers)"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
+    {"pump", (PyCFunction)Scanner_pump, METH_VARARGS,
+     "pump(next, max_packets) -> (item or None, packets read): live packets from next()"},
+    {"progress", (PyCFunction)Scanner_progress, METH_NOARGS,
+     "progress() -> reports of the entries that absorbed anything since last reported"},
     {"tell", (PyCFunction)Scanner_tell, METH_NOARGS, "byte offset in the file"},
     {NULL, NULL, 0, NULL},
 };
@@ -596,7 +784,7 @@ static PyGetSetDef Scanner_getset[] = {
 
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sensor.capture.fastpath.Scanner",
-    .tp_doc = "The second pass over a classic pcap file of Ethernet frames, in C.",
+    .tp_doc = "The second pass over a classic pcap file of Ethernet frames, or live packets, in C.",
     .tp_basicsize = sizeof(Scanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -613,6 +801,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit_fastpath(void) {
     if (PyType_Ready(&ScannerType) < 0) return NULL;
+    str_getts = PyUnicode_InternFromString("getts");
+    str_getlen = PyUnicode_InternFromString("getlen");
+    if (!str_getts || !str_getlen) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&ScannerType);

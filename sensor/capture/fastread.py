@@ -1,9 +1,13 @@
-"""The compiled second pass (fastpath.c) seen from Python: keys, availability, the reader.
+"""The compiled packet loop (fastpath.c) seen from Python: keys, availability, the readers.
 
 A classic pcap file of Ethernet frames is read in C when the extension is built: packets of
 nothing followed are dropped there, and the data-set segments and pure ACKs of flows the
 engine registered are absorbed by arithmetic and reported in sums. Everything else, and
 every other capture, takes the Python path through libpcap; both give the same records.
+
+Live, the same loop takes an Ethernet interface's packets from libpcap (pcapy's ``next``)
+and absorbs them the same way (``LiveReader``): the kernel's filter chose them, so nothing
+is dropped there, and what it does not absorb goes to Python as it comes.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ NO_VLAN = 0xFFFF
 # key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
 # a final report), bytes let go unacknowledged at the keep cap and how many of them Python
 # kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
-# sent (-1: none seen).
-Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int]
+# sent (-1: none seen), and what a framed entry crossed: (header bytes, PDUs, their bytes,
+# PDVs, then the PDU bytes after the current PDV, the bytes left of it, whether it is the
+# data set's last fragment).
+Crossed = tuple[int, int, int, int, int, int, int]
+Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int, Crossed]
 Packet = tuple[float, bytes, int]
 
 
@@ -49,7 +56,7 @@ def flow_key(a: bytes, b: bytes, vlan: int | None) -> tuple[bytes, bool]:
 class FastReader:
     """One second pass over a file in C; the engine registers and drops skip entries."""
 
-    def __init__(self, path: str, services: set[bytes], flows: set[bytes]) -> None:
+    def __init__(self, path: str | None, services: set[bytes], flows: set[bytes]) -> None:
         if fastpath is None:
             raise RuntimeError("the compiled reader is not built")
         self.scanner = fastpath.Scanner(path, services, flows)
@@ -61,12 +68,16 @@ class FastReader:
         return error
 
     def register(
-        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int
+        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int, *framed: int
     ) -> None:
         """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
         keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
-        the ``pre`` bytes Python keeps before ``next_seq``."""
-        self.scanner.register(key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre)
+        the ``pre`` bytes Python keeps before ``next_seq``. ``framed`` (PDU bytes after the
+        data-set PDV ending at ``end``, its context, the largest P-DATA-TF length) lets the
+        window go on across the headers of more of the same data set."""
+        self.scanner.register(
+            key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre, *framed
+        )
 
     def unregister(self, key: bytes) -> Report | None:
         """Stop absorbing for the flow; what it absorbed since the last report."""
@@ -100,3 +111,42 @@ class FastReader:
                 progress(scanner.tell())
             if done:
                 return
+
+
+class LiveReader(FastReader):
+    """The compiled loop on live Ethernet interfaces: packets come from libpcap one by one.
+
+    One reader serves every interface of a process (its entries are the engine's flows).
+    """
+
+    def __init__(self) -> None:
+        if fastpath is None:
+            raise RuntimeError("the compiled reader is not built")
+        self.scanner = fastpath.Scanner(None, None, None)
+
+    def packets(  # type: ignore[override]
+        self,
+        nxt: Callable[[], tuple[Any, bytes]],
+        apply: Callable[[Report, bool], None],
+        limit: int,
+    ) -> Iterator[Packet]:
+        """Up to ``limit`` packets waiting in ``nxt``'s buffer; yields those for Python.
+
+        An entry's final report is applied before the packet that ended it, as offline.
+        """
+        pump = self.scanner.pump
+        left = limit
+        while left > 0:
+            item, read = pump(nxt, left)
+            left -= read
+            if item is None:
+                return
+            ts, frame, wire, report = item
+            if report is not None:
+                apply(report, True)
+            yield ts, frame, wire
+
+    def progress(self, apply: Callable[[Report, bool], None]) -> None:
+        """Account what every entry absorbed since it was last reported (a timer's tick)."""
+        for report in self.scanner.progress():
+            apply(report, False)

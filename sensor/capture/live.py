@@ -13,6 +13,7 @@ import pcapy
 from .bpf import all_tcp_filter
 from .decode import decoder_for
 from .errors import CaptureError, one_line
+from .fastread import Packet
 
 # pcap_activate()'s negative results (pcap/pcap.h), as pcapy-ng returns them.
 _ACTIVATE_ERRORS = {
@@ -120,6 +121,14 @@ class LiveSource:
             return self.stats_base
         self.stats_base = (int(received), int(dropped), int(ifdropped))
         return self.stats_base
+
+    def compiled_packets(self, reader: Any, apply: Any, limit: int) -> Iterator[Packet]:
+        """Up to ``limit`` packets through the compiled loop (fastread.LiveReader): those it
+        absorbs are accounted by ``apply``, the others come out as from ``packets``."""
+        try:
+            yield from reader.packets(self.handle.next, apply, limit)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"interface {self.interface}: {one_line(exc)}") from None
 
     def packets(self, limit: int) -> Iterator[tuple[float, bytes, int]]:
         """Up to ``limit`` packets waiting in the kernel buffer: (time, bytes, wire length)."""

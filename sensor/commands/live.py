@@ -224,6 +224,7 @@ def live_loop(
         pipeline.follow_live([(s.linktype, s.install_filter) for s in sources], ports)
     else:
         pipeline.follow_all()
+    pipeline.compile_live()
     by_fd = {s.fd: s for s in sources}
     # observer.ingress.interface.name: the interface of the packet that produced a record
     # (with several interfaces, records that timers produce name none).
@@ -244,7 +245,7 @@ def live_loop(
             if pipeline.live_pcaps is not None:
                 pipeline.live_pcaps.linktype = source.linktype
             try:
-                pipeline.feed(source.packets(DRAIN_LIMIT), source.decode)
+                pipeline.feed(pipeline.live_packets(source, DRAIN_LIMIT), source.decode)
                 pipeline.reinstall_if_due()
             except CaptureError as exc:
                 log("capture.error", level="error", interface=source.interface, reason=str(exc))

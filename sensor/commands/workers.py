@@ -363,6 +363,7 @@ def _work(
     sent = [0.0]
 
     def report() -> None:
+        pipeline.counters.policy_inputs_coalesced = outbox.coalesced
         parent.put(("snapshot", index, _snapshot(pipeline, drops, received[0])))
 
     def send(idle_since: float | None) -> None:

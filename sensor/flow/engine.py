@@ -383,18 +383,22 @@ class FlowEngine:
     # The compiled reader
 
     def _offer_skip(self, flow: Flow, idx: int) -> None:
-        """Let the compiled reader absorb this direction's coming data-set segments."""
+        """Let the compiled reader absorb this direction's coming data-set segments, and the
+        flow's pure ACKs.
+
+        The entry's window is the rest of the data-set PDV under way (``skippable``); a
+        DICOM session may let it go on across the data set's PDV and PDU headers, checked in
+        C as the session would check them (``DicomSession.framing``). With neither, the
+        entry absorbs only pure ACKs (their last values are reported), so a flow between
+        messages costs Python nothing per ACK; its next data segment comes back here.
+        """
         side = flow.sides[idx]
         skipper = flow.skipper
         if skipper is None or side.tail:
             return
-        # Most calls end here: the session is at a PDU or PDV header, or in a command.
-        n = skipper.skippable(Direction.ORIGIN if idx == flow.origin else Direction.PEER)
-        if n <= 0:
-            return
         other = flow.sides[1 - idx].reasm
         if other.buffered_segments or other.fin_seen:
-            return
+            return  # ACKs decide gaps there: Python sees them
         seq = side.reasm.next_seq()
         if seq is None:
             return
@@ -406,22 +410,31 @@ class FlowEngine:
         key, side0_lower = keyed
         if key in self._fast_regs:
             return
+        direction = Direction.ORIGIN if idx == flow.origin else Direction.PEER
+        n = max(0, skipper.skippable(direction))
+        framing = getattr(skipper, "framing", None)
+        framed = framing(direction) if framing is not None else None
         # The C side numbers directions by the lower endpoint of the key.
         data_dir = 0 if (idx == 0) == side0_lower else 1
-        # The reader's copy of what it absorbs: within the per-direction cap with what this
-        # side keeps already, its ring reserved in the total cap until the entry is let go.
         reasm = side.reasm
-        keep = 0
-        if reasm.acks_seen:
-            room = self.config.reassembly_max_unacked_total - self.stats.stream.kept_memory
-            keep = max(0, min(self.config.reassembly_max_unacked_bytes, room))
-        pre = min(reasm.kept_bytes, keep)
-        ring = keep - pre
-        self.stats.stream.kept_memory += ring
-        self.fast.register(key, data_dir, seq, seq + n, keep, pre)
-        # No room at all (every stream together at its cap): what it absorbs is kept by
-        # nobody, and counted as let go, as the Python path counts it.
-        starved = reasm.acks_seen and keep == 0
+        keep = pre = ring = 0
+        starved = False
+        if n or framed is not None:
+            # The reader's copy of what it absorbs: within the per-direction cap with what
+            # this side keeps already, its ring reserved in the total cap until let go.
+            if reasm.acks_seen:
+                room = self.config.reassembly_max_unacked_total - self.stats.stream.kept_memory
+                keep = max(0, min(self.config.reassembly_max_unacked_bytes, room))
+            pre = min(reasm.kept_bytes, keep)
+            ring = keep - pre
+            self.stats.stream.kept_memory += ring
+            # No room at all (every stream together at its cap): what it absorbs is kept by
+            # nobody, and counted as let go, as the Python path counts it.
+            starved = reasm.acks_seen and keep == 0
+        if framed is None:
+            self.fast.register(key, data_dir, seq, seq + n, keep, pre)
+        else:
+            self.fast.register(key, data_dir, seq, seq + n, keep, pre, *framed)
         self._fast_regs[key] = [flow, idx, seq, ring, starved]
 
     def fast_report(self, report: FastReport, final: bool) -> None:
@@ -437,6 +450,7 @@ class FlowEngine:
             pre_dropped,
             ack_data,
             ack_other,
+            crossed,
         ) = report
         reg = self._fast_regs.pop(key, None) if final else self._fast_regs.get(key)
         if reg is None:
@@ -465,7 +479,10 @@ class FlowEngine:
                 return
             reg[2] = (seq + nbytes) & 0xFFFFFFFF
             try:
-                events = skipper.skip(direction, nbytes, last_ts)
+                if crossed[3]:  # PDVs begun: it went on across headers (framing)
+                    events = skipper.skip_framed(direction, nbytes, crossed, last_ts)
+                else:
+                    events = skipper.skip(direction, nbytes, last_ts)
             except Exception:
                 self._dissector_error(flow, last_ts)
                 return

@@ -268,7 +268,8 @@ class SensorCollector(Collector):
         yield _single(
             CounterMetricFamily,
             "dicom_sensor_fast_path_packets",
-            "Inspected packets the compiled reader absorbed (data-set segments, pure ACKs).",
+            "Inspected packets the compiled reader absorbed (data-set segments, pure ACKs), "
+            "offline or live.",
             stats.fast_packets,
         )
         pf = p.followed.stats
@@ -366,6 +367,13 @@ class SensorCollector(Collector):
             "capture --workers: policy inputs judged before every worker had passed their "
             "time, because the parent held its cap of inputs (a worker lagging far behind).",
             c.policy_inputs_unordered,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "dicom_sensor_policy_inputs_coalesced",
+            "capture --workers: DIMSE messages the workers did not send the parent because "
+            "they can change no finding (repeats of a SOP class on an internal association).",
+            c.policy_inputs_coalesced,
         )
         yield _single(
             CounterMetricFamily,

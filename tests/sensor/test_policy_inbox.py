@@ -17,6 +17,7 @@ from dissectors.registry import load_dissectors
 from sensor.capture.offline import OfflineCapture
 from sensor.pipeline import Pipeline, PolicyInbox, PolicyOutbox
 from sensor.policy.config import load_config
+from tests.sensor.capture.test_fastpath import imaging_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 ZONES = ROOT / "pcaps" / "zones"
@@ -56,6 +57,15 @@ class Dealer:
     def __init__(self, n: int) -> None:
         self.outboxes = [PolicyOutbox() for _ in range(n)]
         self.seen: dict[int, int] = {}
+
+    @property
+    def zones(self) -> Any:
+        return self.outboxes[0].zones
+
+    @zones.setter
+    def zones(self, zones: Any) -> None:
+        for box in self.outboxes:
+            box.zones = zones
 
     def _box(self, key: int) -> PolicyOutbox:
         return self.outboxes[self.seen.setdefault(key, len(self.seen) % len(self.outboxes))]
@@ -176,6 +186,45 @@ def test_context_lists_beyond_the_workers_table_are_sent_whole(
     reference.finish()
     assert len(inbox.context_lists) == 1
     assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
+
+
+def test_messages_that_change_no_finding_stay_in_the_worker(tmp_path: Path) -> None:
+    """An imaging VLAN's C-STOREs between internal hosts: only the first of each direction
+    and SOP class of an association is sent; the parent still finds and inventories what
+    read does (and every C-STORE of an association to an external zone is sent)."""
+    path = imaging_capture(tmp_path, 5, 30000)
+    config = load_config(str(ZONES / "bulk-outbound" / "config.yaml"))
+    worker = Pipeline(load_dissectors(), policy_config=config)
+    outbox = PolicyOutbox()
+    worker.remote_policy(outbox)
+    worker.read(OfflineCapture(str(path)))
+    worker.finish()
+    inputs = pickle.loads(pickle.dumps(outbox.take(outbox.clock)[1]))
+    reference = Pipeline(load_dissectors(), policy_config=config)
+    reference.read(OfflineCapture(str(path)))
+    reference.finish()
+    judge = Judged(config)
+    PolicyInbox(judge, 1).receive(0, float("inf"), inputs)
+    judge.finish()
+    assert alerts(judge) == alerts(reference)
+    assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
+    stores = sum(n for (name, _), n in worker.counters.dimse.items() if name.startswith("C-STORE"))
+    sent = sum(1 for item in inputs if item[1] == "dimse")
+    assert stores > 1000 and outbox.coalesced > stores // 2
+    assert sent + outbox.coalesced == sum(worker.counters.dimse.values())
+
+
+@pytest.mark.parametrize("scenario", ["bulk-outbound", "credentials-move-query"])
+def test_every_message_of_an_association_with_an_external_end_is_sent(scenario: str) -> None:
+    """Bulk windows sum bytes at each message, moves are decided on their responses."""
+    folder = ZONES / scenario
+    worker = Pipeline(load_dissectors(), policy_config=load_config(str(folder / "config.yaml")))
+    outbox = PolicyOutbox()
+    worker.remote_policy(outbox)
+    worker.read(OfflineCapture(str(folder / "capture.pcap")))
+    worker.finish()
+    sent = sum(1 for item in outbox.take(outbox.clock)[1] if item[1] == "dimse")
+    assert outbox.coalesced == 0 and sent == sum(worker.counters.dimse.values()) > 0
 
 
 def _alerts_by_interface(folder: Path, inbox_timers: str | None = None) -> Counter[tuple[str, Any]]:

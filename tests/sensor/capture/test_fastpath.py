@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import json
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pcapy
 import pytest
 
+from dissectors.dicom.association import DicomSession
 from dissectors.registry import load_dissectors
 from sensor.capture import fastread
 from sensor.capture.offline import OfflineCapture
@@ -36,13 +41,33 @@ class Lines:
 Run = tuple[list[Any], list[Any], dict[str, Any], int]
 
 
+@contextlib.contextmanager
+def session_counters() -> Iterator[list[Any]]:
+    """Every DICOM session's counters as it closes, in order: PDUs, PDVs, fragments, bytes
+    by direction, and the framing state (more than the records show)."""
+    closed: list[Any] = []
+    close = DicomSession.close
+
+    def keep(self: DicomSession, reason: Any, ts: float) -> Any:
+        events = close(self, reason, ts)
+        closed.append([dataclasses.asdict(c) for c in self.state.counters])
+        return events
+
+    DicomSession.close = keep  # type: ignore[method-assign]
+    try:
+        yield closed
+    finally:
+        DicomSession.close = close  # type: ignore[method-assign]
+
+
 def run(paths: list[Path], fast: bool) -> Run:
     records, events = Lines(), Lines()
     pipeline = Pipeline(load_dissectors(), associations=records, events=events)
     pipeline.use_fast = fast
-    for path in paths:
-        pipeline.read(OfflineCapture(str(path)))
-    pipeline.finish()
+    with session_counters() as sessions:
+        for path in paths:
+            pipeline.read(OfflineCapture(str(path)))
+        pipeline.finish()
     stats = pipeline.engine.stats
     counters = {
         "packets": stats.packets,
@@ -50,6 +75,7 @@ def run(paths: list[Path], fast: bool) -> Run:
         "gaps": stats.stream.gaps,
         "dimse": dict(pipeline.counters.dimse),
         "anomalies": dict(pipeline.counters.anomalies),
+        "sessions": sessions,
     }
     return records.lines, events.lines, counters, stats.fast_packets
 
@@ -73,6 +99,23 @@ def test_same_records_events_and_counts(capture: Path) -> None:
     assert run([capture], True)[:3] == run([capture], False)[:3]
 
 
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_headers_anywhere_in_a_segment(tmp_path: Path, seed: int) -> None:
+    """Segments cut at random (1-2,000 bytes): PDU and PDV headers fall anywhere in them,
+    whole, split or several in one; the compiled loop crosses what it can, the rest is
+    Python's, and every count of every session is the same."""
+    files = []
+    for name in ("dcmtk-store-11112", "pynetdicom-store-loopback", "dcmtk-find-move-get"):
+        cut = tmp_path / f"{name}.pcap"
+        if (PCAPS / name / "capture.pcap").exists():
+            recut(PCAPS / name / "capture.pcap", cut, seed=seed, most=2000)
+            files.append(cut)
+    assert len(files) >= 2
+    fast, slow = run(files, True), run(files, False)
+    assert fast[:3] == slow[:3]
+    assert fast[3] > 0
+
+
 def test_tiny_segments_and_several_files(tmp_path: Path) -> None:
     cut = tmp_path / "tiny.pcap"
     recut(PCAPS / "dcmtk-store-11112" / "capture.pcap", cut, seed=5)
@@ -80,14 +123,20 @@ def test_tiny_segments_and_several_files(tmp_path: Path) -> None:
     assert run(files, True)[:3] == run(files, False)[:3]
 
 
-def test_an_imaging_vlan_capture(tmp_path: Path) -> None:
-    """Many concurrent C-STOREs: most segments absorbed in C, the same records and counts."""
+def imaging_capture(tmp_path: Path, seed: int, packets: int) -> Path:
+    """A small imaging-VLAN capture from bench/generate.py (every real peer's traffic)."""
     if str(ROOT / "bench") not in sys.path:
         sys.path.insert(0, str(ROOT / "bench"))
     generate = importlib.import_module("generate")
     path = tmp_path / "imaging.pcap"
-    argv = ["--imaging", "--seed", "3", "--packets", "40000", "--out", str(path)]
+    argv = ["--imaging", "--seed", str(seed), "--packets", str(packets), "--out", str(path)]
     assert generate.main(argv) == 0
+    return path
+
+
+def test_an_imaging_vlan_capture(tmp_path: Path) -> None:
+    """Many concurrent C-STOREs: most segments absorbed in C, the same records and counts."""
+    path = imaging_capture(tmp_path, 3, 40000)
     fast = run([path], True)
     slow = run([path], False)
     assert fast[:3] == slow[:3]
@@ -152,3 +201,84 @@ def test_snaplen_cut_frames_between_absorbed_segments(tmp_path: Path) -> None:
         fast, slow = run([path], True), run([path], False)
         assert fast[:3] == slow[:3]
         assert fast[3] > 0
+
+
+def _requestor_stream(frames: list[bytearray]) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """The A-ASSOCIATE-RQ sender's bytes in order, and where each came from:
+    (stream offset, frame index, payload offset in the frame) per segment."""
+    segments: list[tuple[int, int, int, int]] = []  # seq, frame, payload offset, length
+    sender = None
+    for i, frame in enumerate(frames):
+        ip = dpkt.ethernet.Ethernet(bytes(frame)).data
+        tcp = ip.data
+        if not tcp.data:
+            continue
+        if sender is None:
+            sender = (ip.src, tcp.sport)
+        if (ip.src, tcp.sport) == sender:
+            segments.append((tcp.seq, i, len(frame) - len(tcp.data), len(tcp.data)))
+    base = segments[0][0]
+    stream = bytearray()
+    where = []
+    for seq, i, off, n in sorted(segments):
+        if seq - base != len(stream):
+            continue  # a retransmission
+        where.append((len(stream), i, off))
+        stream += frames[i][off : off + n]
+    return bytes(stream), where
+
+
+def _mid_data_set_pdvs(stream: bytes) -> list[tuple[int, int]]:
+    """(PDU header offset, PDV header offset) of data-set PDVs that are not their data set's
+    first: those a compiled loop would cross into."""
+    found = []
+    pos, inside = 0, False
+    while pos + 6 <= len(stream):
+        kind, length = stream[pos], struct.unpack_from(">I", stream, pos + 2)[0]
+        if kind == 0x04:
+            p = pos + 6
+            while p + 6 <= pos + 6 + length:
+                vlen, control = struct.unpack_from(">I", stream, p)[0], stream[p + 5]
+                if not control & 1 and inside:
+                    found.append((pos, p))
+                inside = not control & 1 and not control & 2
+                p += 4 + vlen
+        pos += 6 + length
+    return found
+
+
+def _mutated(src: Path, dst: Path, change: str) -> None:
+    """``src`` with one header of a data set's later fragment changed, lengths kept."""
+    with src.open("rb") as fh:
+        records = [(ts, bytearray(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+    frames = [buf for _, buf in records]
+    stream, where = _requestor_stream(frames)
+    pdvs = _mid_data_set_pdvs(stream)
+    assert len(pdvs) >= 3, "the capture has no data set of several fragments"
+    pdu, pdv = pdvs[len(pdvs) // 2]
+    offset, value = {
+        "pdv-reserved-bit": (pdv + 5, stream[pdv + 5] | 0x04),
+        "pdv-command-bit": (pdv + 5, stream[pdv + 5] | 0x01),
+        "pdv-even-context": (pdv + 4, 0),
+        "pdu-reserved-byte": (pdu + 1, 0x01),
+    }[change]
+    start, i, off = max(w for w in where if w[0] <= offset)
+    frames[i][off + offset - start] = value
+    with dst.open("wb") as fh:
+        writer = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
+        for ts, buf in records:
+            writer.writepkt(bytes(buf), ts)
+
+
+@pytest.mark.parametrize(
+    "change", ["pdv-reserved-bit", "pdv-command-bit", "pdv-even-context", "pdu-reserved-byte"]
+)
+def test_a_changed_header_inside_a_data_set(tmp_path: Path, change: str) -> None:
+    """A header the compiled loop would cross, changed (crafted: no real peer sends these):
+    it leaves the header to Python, which flags it, and nothing else differs."""
+    path = tmp_path / f"{change}.pcap"
+    _mutated(PCAPS / "dcmtk-store-11112" / "capture.pcap", path, change)
+    fast, slow = run([path], True), run([path], False)
+    assert fast[:3] == slow[:3]
+    assert fast[3] > 0
+    assert slow[2]["anomalies"], "the change is one the session flags"

@@ -26,13 +26,13 @@ def _l3_offset(frame: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _pieces(ip: dpkt.Packet, tcp: dpkt.tcp.TCP, rng: random.Random) -> list[bytes]:
-    """The IP packets carrying ``tcp``'s payload in 1-7 byte slices, FIN on the last only."""
+def _pieces(ip: dpkt.Packet, tcp: dpkt.tcp.TCP, rng: random.Random, most: int = 7) -> list[bytes]:
+    """The IP packets carrying ``tcp``'s payload in 1-``most`` byte slices, FIN on the last."""
     payload = bytes(tcp.data)
     out: list[bytes] = []
     pos = 0
     while pos < len(payload):
-        n = rng.randint(1, 7)
+        n = rng.randint(1, most)
         piece = payload[pos : pos + n]
         last = pos + len(piece) >= len(payload)
         seg = dpkt.tcp.TCP(bytes(tcp))  # a copy, options included
@@ -56,8 +56,9 @@ def _pieces(ip: dpkt.Packet, tcp: dpkt.tcp.TCP, rng: random.Random) -> list[byte
     return out
 
 
-def recut(src: Path, dst: Path, seed: int = 1) -> int:
-    """Write ``src`` to ``dst`` with every TCP payload of 8+ bytes cut into 1-7 byte pieces.
+def recut(src: Path, dst: Path, seed: int = 1, most: int = 7) -> int:
+    """Write ``src`` to ``dst`` with every TCP payload of 8+ bytes cut into 1-7 byte pieces
+    (1-``most``: larger ones put PDU and PDV headers anywhere in a segment).
 
     Ethernet captures only (VLAN tags kept); returns the number of segments written.
     """
@@ -88,7 +89,7 @@ def recut(src: Path, dst: Path, seed: int = 1) -> int:
                     ip = None
                 tcp = getattr(ip, "data", None)
                 if ip is not None and isinstance(tcp, dpkt.tcp.TCP) and len(tcp.data) > 7:
-                    pieces = _pieces(ip, tcp, rng)
+                    pieces = _pieces(ip, tcp, rng, most)
                     header_bytes = frame[:off]
             if pieces is None:
                 writer.writepkt(frame, ts)
