@@ -30,6 +30,8 @@ What this measures and what it does not:
   ended the sensor was still reading its backlog. A lag near zero means the sensor kept up as
   the packets came; a lag of seconds means the ring was filling, and a longer step would drop.
 - tcpreplay does not always reach the asked rate on a veth; the table shows both.
+- ``--alert-pcap`` runs the sensor with ``--alert-pcap`` (pcaps under the step's outputs):
+  every packet then goes through Python, the mode's own cost.
 - ``--workers N`` is passed to the sensor as is (PACKET_FANOUT workers). With N > 1 the
   "sensor CPU" column is the parent's alone: what merging the workers' records and judging
   their policy inputs costs (bench/worker_cost.py measures the parent and the whole sensor).
@@ -143,6 +145,8 @@ class Bench:
                 "--buffer-mb", str(args.buffer_mb)]  # fmt: skip
         if args.workers is not None:
             argv += ["--workers", str(args.workers)]
+        if args.alert_pcap:
+            argv += ["--alert-pcap", str(out / "pcaps")]
         with err_path.open("wb") as err:
             proc = subprocess.Popen(
                 self.inns(*argv), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
@@ -292,6 +296,12 @@ def main() -> int:
     p.add_argument("--bisect", type=int, default=2, help="halvings after the first dropping rate")
     p.add_argument("--buffer-mb", type=int, default=64, help="the sensor's --buffer-mb")
     p.add_argument("--workers", type=int, default=None, help="the sensor's --workers")
+    p.add_argument(
+        "--alert-pcap",
+        action="store_true",
+        help="run the sensor with --alert-pcap (its buffers keep every packet of "
+        "an association, so the compiled live loop is off)",
+    )
     p.add_argument("--json", type=Path, help="write the steps here as JSON")
     p.add_argument("--work", type=Path, default=None, help="keep the sensor outputs here")
     args = p.parse_args()
