@@ -51,8 +51,8 @@ typedef struct {
     uint32_t start_seq;  /* where the entry began: Python keeps pre bytes before it */
     uint32_t pre;        /* of those, the ones neither acknowledged nor pushed out yet */
     uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
-    int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
-    int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
+    int64_t ack_data;    /* the highest ACK of the data direction's bytes, or -1 */
+    int64_t ack_other;   /* the highest ACK the data direction sent, or -1 */
     /* DICOM P-DATA framing (framed entries only): the window is the current data-set PDV;
      * a segment running past it may cross into the next PDV (and PDU) of the same data
      * set when its headers are plain (see cross()). */
@@ -144,9 +144,17 @@ static int ring_put(Entry *e, const unsigned char *p, uint32_t n) {
     return 0;
 }
 
+/* The later of an ACK and the latest one seen (-1: none), in sequence order: Python's
+ * release() ignores an ACK below one it already took (an old ACK that arrives late), so a
+ * report carries the highest, not the last. */
+static int64_t later_ack(int64_t seen, uint32_t ack) {
+    return seen < 0 || (int32_t)(ack - (uint32_t)seen) > 0 ? (int64_t)ack : seen;
+}
+
 /* The peer acknowledged up to ack: let the kept bytes below it go. */
 static void ring_release(Entry *e, uint32_t ack) {
-    e->ack_data = ack;
+    e->ack_data = later_ack(e->ack_data, ack);
+    ack = (uint32_t)e->ack_data;
     if (e->pre) {
         int32_t above = (int32_t)(e->start_seq - ack); /* bytes of pre not acknowledged */
         if (above < (int32_t)e->pre) e->pre = above > 0 ? (uint32_t)above : 0;
@@ -240,7 +248,8 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
 
 /* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
  * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
- * ACK of the data, ACK the data direction sent (-1: none seen), framing), framing being
+ * highest ACK of the data, highest ACK the data direction sent (-1: none seen), framing),
+ * framing being
  * (header bytes, PDUs and their bytes, PDVs crossed, then the PDU bytes after the current
  * PDV, the bytes left of it, whether it is the last fragment); counters reset. */
 static PyObject *report(PyObject *key, Entry *e, int final) {
@@ -500,7 +509,7 @@ static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t
         int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
         if (clean && t.plen == 0) {
             if (t.flags & TH_ACK) {
-                if (dir == e->data_dir) e->ack_other = t.ack;
+                if (dir == e->data_dir) e->ack_other = later_ack(e->ack_other, t.ack);
                 else ring_release(e, t.ack);
             }
             e->ack_packets++;
@@ -516,7 +525,7 @@ static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t
                 Py_DECREF(key);
                 goto fail;
             }
-            if (t.flags & TH_ACK) e->ack_other = t.ack;
+            if (t.flags & TH_ACK) e->ack_other = later_ack(e->ack_other, t.ack);
             e->next_seq += t.plen;
             e->bytes += t.plen;
             e->data_packets++;

@@ -27,10 +27,10 @@ except ImportError:  # not built (no compiler at install time): the Python path 
 NO_VLAN = 0xFFFF
 # key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
 # a final report), bytes let go unacknowledged at the keep cap and how many of them Python
-# kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
-# sent (-1: none seen), and what a framed entry crossed: (header bytes, PDUs, their bytes,
-# PDVs, then the PDU bytes after the current PDV, the bytes left of it, whether it is the
-# data set's last fragment).
+# kept (its oldest, to let go), the highest ACK of the data and the highest ACK the data
+# direction sent, in sequence order (-1: none seen), and what a framed entry crossed:
+# (header bytes, PDUs, their bytes, PDVs, then the PDU bytes after the current PDV, the bytes
+# left of it, whether it is the data set's last fragment).
 Crossed = tuple[int, int, int, int, int, int, int]
 Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int, Crossed]
 Packet = tuple[float, bytes, int]

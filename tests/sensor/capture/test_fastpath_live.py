@@ -25,6 +25,7 @@ from .test_fastpath import (
     CASES,
     PCAPS,
     Lines,
+    _late_old_ack,
     _with_cut_frames,
     imaging_capture,
     session_counters,
@@ -154,6 +155,16 @@ def test_snaplen_cut_frames_live(tmp_path: Path) -> None:
     """A frame cut by the snaplen between absorbed segments goes to Python, after them."""
     path = tmp_path / "cut.pcap"
     assert _with_cut_frames(PCAPS / "dcmtk-store-11112" / "capture.pcap", path, 5) > 0
+    compiled = live_run([path], True)
+    assert compiled[:3] == live_run([path], False)[:3]
+    assert compiled[3] > 0
+
+
+def test_an_old_ack_after_a_newer_one_live(tmp_path: Path) -> None:
+    """Reordered ACKs between messages, then a changed copy of acknowledged bytes: the
+    compiled loop reports the highest ACK it absorbed, and nothing is flagged (as Python)."""
+    path = tmp_path / "late-ack.pcap"
+    _late_old_ack(PCAPS / "dcmtk-echo-104" / "capture.pcap", path)
     compiled = live_run([path], True)
     assert compiled[:3] == live_run([path], False)[:3]
     assert compiled[3] > 0
