@@ -860,7 +860,11 @@ class PolicyOutbox:
     Nor is a DIMSE message that cannot change a finding (with ``zones`` set): of the other
     messages (C-STORE, C-ECHO, N-...) of an association that does not cross the perimeter,
     the parent needs only the first of each direction and SOP class, for the inventory;
-    its byte counts travel with its next input and its close. An association with exactly
+    its byte counts travel with its next input and its close. Only the first after the
+    sender's node is surely in the inventory, though: the association's own A-ASSOCIATE-RQ
+    (or -AC, for the acceptor's messages) made it. A message of a side whose PDU was not
+    seen (mid-stream) is always sent: another association may add that node at any time,
+    and from then on the message's SOP class is the node's. An association with exactly
     one end in an external zone sends every message: the bulk-outbound windows sum its
     bytes at each one. What is left out is counted in ``coalesced``.
     """
@@ -940,7 +944,9 @@ class PolicyOutbox:
         a = zones.lookup(info.origin_ip).trust is Trust.EXTERNAL
         return a is not (zones.lookup(info.peer_ip).trust is Trust.EXTERNAL)
 
-    def _needed(self, key: int, info: FlowInfo, event: DimseMessage) -> bool:
+    def _needed(
+        self, key: int, info: FlowInfo, state: AssociationState, event: DimseMessage
+    ) -> bool:
         """Whether the parent must see this DIMSE message (see the class)."""
         zones = self.zones
         if zones is None or event.command.command_field in _EVERY_DIMSE:
@@ -949,6 +955,11 @@ class PolicyOutbox:
         if marks is _UNMARKED:
             marks = self._marks[key] = None if self._crossing(info, zones) else set()
         if marks is None:
+            return True
+        # The parent's inventory has the sender's node only if some association's RQ or AC
+        # made it: this one's, for sure (a node is never dropped), or maybe another's later.
+        own = state.request if event.direction == state.requestor else state.accept
+        if own is None:
             return True
         mark = (int(event.direction), event.command.sop_class_uid)
         if mark in marks:
@@ -960,7 +971,7 @@ class PolicyOutbox:
 
     def event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
         """A DICOM session event the policy looks at."""
-        if event.__class__ is DimseMessage and not self._needed(key, info, event):
+        if event.__class__ is DimseMessage and not self._needed(key, info, session.state, event):
             return
         order = self._input(event.ts)
         new_info, facts = self._facts(key, info, session)
