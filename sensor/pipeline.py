@@ -475,13 +475,19 @@ class Pipeline:
             return packets
         return source.compiled_packets(reader, self.engine.fast_report, limit)  # type: ignore[no-any-return]
 
+    def _live_progress(self, reader: fastread.LiveReader) -> None:
+        """Account what the compiled live loop absorbed since it last reported: its packets'
+        time is the capture's, as if Python had seen them."""
+        reader.progress(self.engine.fast_report)
+        self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
+        self.counters.last_packet_ts = self.last_ts
+
     def tick(self, now: float) -> None:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
         if self.live_reader is not None:
             # What the compiled loop absorbed since its last report: counters and idle
             # times are current before anything is judged or expired.
-            self.live_reader.progress(self.engine.fast_report)
-            self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
+            self._live_progress(self.live_reader)
         if self.outbox is not None:
             self.outbox.passed(now)
         self.engine.advance(now)
@@ -505,6 +511,8 @@ class Pipeline:
         ``live_pcaps=False`` (a capture worker): live alert pcaps stay open for the verdicts
         the parent has still to send; the worker finishes them itself.
         """
+        if self.live_reader is not None:
+            self._live_progress(self.live_reader)  # absorbed since the last tick
         self.engine.finish(self.last_ts)
         # Decisions still pending (a C-MOVE's destination) are made with what is known.
         self._late(self.policy.flush(self.last_ts))
