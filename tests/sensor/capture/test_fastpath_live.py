@@ -25,9 +25,12 @@ from sensor.policy.config import load_config
 
 from .test_fastpath import (
     CASES,
+    FLAGGED,
     PCAPS,
+    REFRAMED,
     Lines,
     _late_old_ack,
+    _mutated,
     _with_cut_frames,
     imaging_capture,
     session_counters,
@@ -171,6 +174,17 @@ def test_an_old_ack_after_a_newer_one_live(tmp_path: Path) -> None:
     _late_old_ack(PCAPS / "dcmtk-echo-104" / "capture.pcap", path)
     compiled = live_run([path], True)
     assert compiled[:3] == live_run([path], False)[:3]
+    assert compiled[3] > 0
+
+
+@pytest.mark.parametrize("change", FLAGGED + REFRAMED)
+def test_a_changed_header_inside_a_data_set_live(tmp_path: Path, change: str) -> None:
+    """Changed headers inside a data set (crafted), progress reported every few packets,
+    in the middle of what the compiled loop crosses: the same as Python."""
+    path = tmp_path / f"{change}.pcap"
+    _mutated(PCAPS / "dcmtk-store-11112" / "capture.pcap", path, change)
+    compiled = live_run([path], True, burst=3)
+    assert compiled[:3] == live_run([path], False, burst=3)[:3]
     assert compiled[3] > 0
 
 
