@@ -68,15 +68,35 @@ class FastReader:
         return error
 
     def register(
-        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int, *framed: int
+        self,
+        key: bytes,
+        data_dir: int,
+        next_seq: int,
+        end: int,
+        keep: int,
+        pre: int,
+        framed: tuple[int, int, int] | None = None,
+        need_ack: bool = False,
     ) -> None:
         """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
         keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
         the ``pre`` bytes Python keeps before ``next_seq``. ``framed`` (PDU bytes after the
         data-set PDV ending at ``end``, its context, the largest P-DATA-TF length) lets the
-        window go on across the headers of more of the same data set."""
+        window go on across the headers of more of the same data set. ``need_ack``: Python
+        has seen no ACK of the peer yet, so the first one is Python's (it keeps copies of
+        delivered bytes from then on, which an entry of ``keep`` 0 would not)."""
+        pdu_left, ctx, max_pdu = framed if framed is not None else (-1, 0, 0)
         self.scanner.register(
-            key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre, *framed
+            key,
+            data_dir,
+            next_seq & 0xFFFFFFFF,
+            end & 0xFFFFFFFF,
+            keep,
+            pre,
+            pdu_left,
+            ctx,
+            max_pdu,
+            need_ack,
         )
 
     def unregister(self, key: bytes) -> Report | None:

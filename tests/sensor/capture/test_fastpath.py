@@ -351,3 +351,43 @@ def test_an_old_ack_after_a_newer_one(tmp_path: Path) -> None:
     assert fast[:3] == slow[:3]
     assert fast[3] > 0
     assert "overlap-mismatch" not in slow[2]["anomalies"]
+
+
+def _receiver_seen_late(src: Path, dst: Path, k: int) -> None:
+    """``src`` with none of the acceptor's packets before the requestor's ``k``-th full-sized
+    data segment (a capture that saw one direction first), and a copy of the requestor's
+    segment two later with one byte changed (crafted: an evasion), right after it."""
+    with src.open("rb") as fh:
+        records = [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+    packets = [dpkt.ethernet.Ethernet(buf) for _, buf in records]
+    requestor = (packets[0].data.src, packets[0].data.data.sport)  # the SYN's sender
+    sent = [(eth.data.src, eth.data.data.sport) == requestor for eth in packets]
+    full = [i for i, eth in enumerate(packets) if sent[i] and len(eth.data.data.data) > 1000]
+    cut, again = full[k], full[k + 2]
+    copy = packets[again]
+    tcp = copy.data.data
+    tcp.data = tcp.data[:100] + bytes([tcp.data[100] ^ 0x33]) + tcp.data[101:]
+    tcp.sum = copy.data.sum = 0
+    with dst.open("wb") as fh:
+        writer = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
+        for i, (ts, buf) in enumerate(records):
+            if sent[i] or i > cut:
+                writer.writepkt(buf, ts)
+            if i == again:
+                writer.writepkt(bytes(copy), ts)
+
+
+def test_the_receiver_seen_late(tmp_path: Path) -> None:
+    """Nothing is kept to compare before the peer's first ACK: an entry made then keeps
+    nothing, so that ACK is Python's (which keeps copies from then on, and a new entry
+    does). A changed copy of bytes sent after it is flagged alike, wherever it falls."""
+    src = PCAPS / "dcmtk-store-11112" / "capture.pcap"
+    flagged = 0
+    for k in range(5, 105, 3):
+        path = tmp_path / f"late{k}.pcap"
+        _receiver_seen_late(src, path, k)
+        fast, slow = run([path], True), run([path], False)
+        assert fast[:3] == slow[:3], k
+        assert fast[3] > 0
+        flagged += slow[2]["anomalies"].get("overlap-mismatch", 0)
+    assert flagged > 0

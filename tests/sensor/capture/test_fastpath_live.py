@@ -31,6 +31,7 @@ from .test_fastpath import (
     Lines,
     _late_old_ack,
     _mutated,
+    _receiver_seen_late,
     _with_cut_frames,
     imaging_capture,
     session_counters,
@@ -186,6 +187,17 @@ def test_a_changed_header_inside_a_data_set_live(tmp_path: Path, change: str) ->
     compiled = live_run([path], True, burst=3)
     assert compiled[:3] == live_run([path], False, burst=3)[:3]
     assert compiled[3] > 0
+
+
+def test_the_receiver_seen_late_live(tmp_path: Path) -> None:
+    """The peer's first ACK after one direction alone is Python's, live too: a changed copy
+    of bytes sent after it is flagged alike, wherever it falls."""
+    src = PCAPS / "dcmtk-store-11112" / "capture.pcap"
+    for k in range(5, 105, 3):
+        path = tmp_path / f"late{k}.pcap"
+        _receiver_seen_late(src, path, k)
+        compiled = live_run([path], True)
+        assert compiled[:3] == live_run([path], False)[:3], k
 
 
 def _stopped_after(path: Path, compiled: bool) -> tuple[Any, ...]:
