@@ -475,13 +475,19 @@ class Pipeline:
             return packets
         return source.compiled_packets(reader, self.engine.fast_report, limit)  # type: ignore[no-any-return]
 
+    def _live_progress(self, reader: fastread.LiveReader) -> None:
+        """Account what the compiled live loop absorbed since it last reported: its packets'
+        time is the capture's, as if Python had seen them."""
+        reader.progress(self.engine.fast_report)
+        self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
+        self.counters.last_packet_ts = self.last_ts
+
     def tick(self, now: float) -> None:
         """Wall-clock time passes with no packet (live capture): expire flows and folds."""
         if self.live_reader is not None:
             # What the compiled loop absorbed since its last report: counters and idle
             # times are current before anything is judged or expired.
-            self.live_reader.progress(self.engine.fast_report)
-            self.last_ts = max(self.last_ts, self.engine.fast_last_ts)
+            self._live_progress(self.live_reader)
         if self.outbox is not None:
             self.outbox.passed(now)
         self.engine.advance(now)
@@ -505,6 +511,8 @@ class Pipeline:
         ``live_pcaps=False`` (a capture worker): live alert pcaps stay open for the verdicts
         the parent has still to send; the worker finishes them itself.
         """
+        if self.live_reader is not None:
+            self._live_progress(self.live_reader)  # absorbed since the last tick
         self.engine.finish(self.last_ts)
         # Decisions still pending (a C-MOVE's destination) are made with what is known.
         self._late(self.policy.flush(self.last_ts))
@@ -860,7 +868,11 @@ class PolicyOutbox:
     Nor is a DIMSE message that cannot change a finding (with ``zones`` set): of the other
     messages (C-STORE, C-ECHO, N-...) of an association that does not cross the perimeter,
     the parent needs only the first of each direction and SOP class, for the inventory;
-    its byte counts travel with its next input and its close. An association with exactly
+    its byte counts travel with its next input and its close. Only the first after the
+    sender's node is surely in the inventory, though: the association's own A-ASSOCIATE-RQ
+    (or -AC, for the acceptor's messages) made it. A message of a side whose PDU was not
+    seen (mid-stream) is always sent: another association may add that node at any time,
+    and from then on the message's SOP class is the node's. An association with exactly
     one end in an external zone sends every message: the bulk-outbound windows sum its
     bytes at each one. What is left out is counted in ``coalesced``.
     """
@@ -940,7 +952,9 @@ class PolicyOutbox:
         a = zones.lookup(info.origin_ip).trust is Trust.EXTERNAL
         return a is not (zones.lookup(info.peer_ip).trust is Trust.EXTERNAL)
 
-    def _needed(self, key: int, info: FlowInfo, event: DimseMessage) -> bool:
+    def _needed(
+        self, key: int, info: FlowInfo, state: AssociationState, event: DimseMessage
+    ) -> bool:
         """Whether the parent must see this DIMSE message (see the class)."""
         zones = self.zones
         if zones is None or event.command.command_field in _EVERY_DIMSE:
@@ -949,6 +963,11 @@ class PolicyOutbox:
         if marks is _UNMARKED:
             marks = self._marks[key] = None if self._crossing(info, zones) else set()
         if marks is None:
+            return True
+        # The parent's inventory has the sender's node only if some association's RQ or AC
+        # made it: this one's, for sure (a node is never dropped), or maybe another's later.
+        own = state.request if event.direction == state.requestor else state.accept
+        if own is None:
             return True
         mark = (int(event.direction), event.command.sop_class_uid)
         if mark in marks:
@@ -960,7 +979,7 @@ class PolicyOutbox:
 
     def event(self, key: int, info: FlowInfo, session: Any, event: Any) -> None:
         """A DICOM session event the policy looks at."""
-        if event.__class__ is DimseMessage and not self._needed(key, info, event):
+        if event.__class__ is DimseMessage and not self._needed(key, info, session.state, event):
             return
         order = self._input(event.ts)
         new_info, facts = self._facts(key, info, session)

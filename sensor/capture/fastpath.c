@@ -51,8 +51,10 @@ typedef struct {
     uint32_t start_seq;  /* where the entry began: Python keeps pre bytes before it */
     uint32_t pre;        /* of those, the ones neither acknowledged nor pushed out yet */
     uint64_t pre_dropped; /* of dropped, the bytes of pre, since the last report */
-    int64_t ack_data;    /* the last ACK of the data direction's bytes, or -1 */
-    int64_t ack_other;   /* the last ACK the data direction sent, or -1 */
+    int64_t ack_data;    /* the highest ACK of the data direction's bytes, or -1 */
+    int64_t ack_other;   /* the highest ACK the data direction sent, or -1 */
+    int need_ack;        /* Python saw no ACK of the peer yet: the first goes to Python, which
+                          * keeps copies of delivered bytes from then on (a new entry does) */
     /* DICOM P-DATA framing (framed entries only): the window is the current data-set PDV;
      * a segment running past it may cross into the next PDV (and PDU) of the same data
      * set when its headers are plain (see cross()). */
@@ -144,9 +146,17 @@ static int ring_put(Entry *e, const unsigned char *p, uint32_t n) {
     return 0;
 }
 
+/* The later of an ACK and the latest one seen (-1: none), in sequence order: Python's
+ * release() ignores an ACK below one it already took (an old ACK that arrives late), so a
+ * report carries the highest, not the last. */
+static int64_t later_ack(int64_t seen, uint32_t ack) {
+    return seen < 0 || (int32_t)(ack - (uint32_t)seen) > 0 ? (int64_t)ack : seen;
+}
+
 /* The peer acknowledged up to ack: let the kept bytes below it go. */
 static void ring_release(Entry *e, uint32_t ack) {
-    e->ack_data = ack;
+    e->ack_data = later_ack(e->ack_data, ack);
+    ack = (uint32_t)e->ack_data;
     if (e->pre) {
         int32_t above = (int32_t)(e->start_seq - ack); /* bytes of pre not acknowledged */
         if (above < (int32_t)e->pre) e->pre = above > 0 ? (uint32_t)above : 0;
@@ -240,7 +250,8 @@ static int Scanner_init(Scanner *self, PyObject *args, PyObject *kwds) {
 
 /* A report: (key, bytes, data packets, ack packets, last ts, kept bytes or None (only when
  * final: the entry is let go), bytes pushed out unacknowledged, of them the bytes of pre,
- * ACK of the data, ACK the data direction sent (-1: none seen), framing), framing being
+ * highest ACK of the data, highest ACK the data direction sent (-1: none seen), framing),
+ * framing being
  * (header bytes, PDUs and their bytes, PDVs crossed, then the PDU bytes after the current
  * PDV, the bytes left of it, whether it is the last fragment); counters reset. */
 static PyObject *report(PyObject *key, Entry *e, int final) {
@@ -498,9 +509,10 @@ static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t
     if (cap) {
         Entry *e = PyCapsule_GetPointer(cap, "fastpath.entry");
         int clean = !(t.flags & (TH_SYN | TH_FIN | TH_RST)) && caplen == wire;
+        if (e->need_ack && dir != e->data_dir && (t.flags & TH_ACK)) clean = 0;
         if (clean && t.plen == 0) {
             if (t.flags & TH_ACK) {
-                if (dir == e->data_dir) e->ack_other = t.ack;
+                if (dir == e->data_dir) e->ack_other = later_ack(e->ack_other, t.ack);
                 else ring_release(e, t.ack);
             }
             e->ack_packets++;
@@ -516,7 +528,7 @@ static int scan_one(Scanner *self, double ts, const unsigned char *buf, uint32_t
                 Py_DECREF(key);
                 goto fail;
             }
-            if (t.flags & TH_ACK) e->ack_other = t.ack;
+            if (t.flags & TH_ACK) e->ack_other = later_ack(e->ack_other, t.ack);
             e->next_seq += t.plen;
             e->bytes += t.plen;
             e->data_packets++;
@@ -672,11 +684,12 @@ static PyObject *Scanner_progress(Scanner *self, PyObject *Py_UNUSED(ignored)) {
     return progress(self);
 }
 
-/* register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb this
- * flow's next in-window segments, keeping up to keep absorbed bytes until they are
- * acknowledged, the pre bytes Python keeps before next_seq included. With pdu_left (the PDU
- * bytes after the data-set PDV that ends at end), the window may move on across the PDV and
- * PDU headers of the same data set on context ctx (cross()). */
+/* register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu, need_ack]):
+ * absorb this flow's next in-window segments, keeping up to keep absorbed bytes until they
+ * are acknowledged, the pre bytes Python keeps before next_seq included. With pdu_left >= 0
+ * (the PDU bytes after the data-set PDV that ends at end), the window may move on across the
+ * PDV and PDU headers of the same data set on context ctx (cross()). With need_ack, the
+ * peer's first ACK ends the entry (Python had seen none: keep is 0 until one comes). */
 static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     PyObject *key;
     int data_dir;
@@ -684,8 +697,9 @@ static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     long long pdu_left = -1;
     int ctx = 0;
     unsigned long max_pdu = 0;
-    if (!PyArg_ParseTuple(args, "Sikkkk|Lik", &key, &data_dir, &next_seq, &end, &keep, &pre,
-                          &pdu_left, &ctx, &max_pdu))
+    int need_ack = 0;
+    if (!PyArg_ParseTuple(args, "Sikkkk|Likp", &key, &data_dir, &next_seq, &end, &keep, &pre,
+                          &pdu_left, &ctx, &max_pdu, &need_ack))
         return NULL;
     if (pdu_left > 0xffffffffLL || ctx < 0 || ctx > 255) {
         PyErr_SetString(PyExc_ValueError, "pdu_left must fit 32 bits, ctx 8");
@@ -704,6 +718,7 @@ static PyObject *Scanner_register(Scanner *self, PyObject *args) {
     e->start_seq = (uint32_t)next_seq;
     e->pre = (uint32_t)pre;
     e->ack_data = e->ack_other = -1;
+    e->need_ack = need_ack;
     if (pdu_left >= 0) {
         e->framed = 1;
         e->pdu_left = (uint32_t)pdu_left;
@@ -763,8 +778,9 @@ static PyMethodDef Scanner_methods[] = {
     {"batch", (PyCFunction)Scanner_batch, METH_VARARGS,
      "batch(max_items, max_packets) -> (items, reports, done)"},
     {"register", (PyCFunction)Scanner_register, METH_VARARGS,
-     "register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu]): absorb the "
-     "flow's in-window segments (framed: across the data set's PDV and PDU headers)"},
+     "register(key, data_dir, next_seq, end, keep, pre[, pdu_left, ctx, max_pdu, need_ack]): "
+     "absorb the flow's in-window segments (framed: across the data set's PDV and PDU "
+     "headers; need_ack: the peer's first ACK goes to Python)"},
     {"unregister", (PyCFunction)Scanner_unregister, METH_VARARGS,
      "unregister(key) -> the entry's last report or None"},
     {"pump", (PyCFunction)Scanner_pump, METH_VARARGS,

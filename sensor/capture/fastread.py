@@ -27,10 +27,10 @@ except ImportError:  # not built (no compiler at install time): the Python path 
 NO_VLAN = 0xFFFF
 # key, bytes, data packets, ACKs, last time, the absorbed bytes not yet acknowledged (only in
 # a final report), bytes let go unacknowledged at the keep cap and how many of them Python
-# kept (its oldest, to let go), the last ACK of the data and the last ACK the data direction
-# sent (-1: none seen), and what a framed entry crossed: (header bytes, PDUs, their bytes,
-# PDVs, then the PDU bytes after the current PDV, the bytes left of it, whether it is the
-# data set's last fragment).
+# kept (its oldest, to let go), the highest ACK of the data and the highest ACK the data
+# direction sent, in sequence order (-1: none seen), and what a framed entry crossed:
+# (header bytes, PDUs, their bytes, PDVs, then the PDU bytes after the current PDV, the bytes
+# left of it, whether it is the data set's last fragment).
 Crossed = tuple[int, int, int, int, int, int, int]
 Report = tuple[bytes, int, int, int, float, bytes | None, int, int, int, int, Crossed]
 Packet = tuple[float, bytes, int]
@@ -68,15 +68,35 @@ class FastReader:
         return error
 
     def register(
-        self, key: bytes, data_dir: int, next_seq: int, end: int, keep: int, pre: int, *framed: int
+        self,
+        key: bytes,
+        data_dir: int,
+        next_seq: int,
+        end: int,
+        keep: int,
+        pre: int,
+        framed: tuple[int, int, int] | None = None,
+        need_ack: bool = False,
     ) -> None:
         """Absorb the flow's segments in [next_seq, end) from direction ``data_dir``, and ACKs;
         keep a copy of absorbed bytes until the peer acknowledges them, at most ``keep`` with
         the ``pre`` bytes Python keeps before ``next_seq``. ``framed`` (PDU bytes after the
         data-set PDV ending at ``end``, its context, the largest P-DATA-TF length) lets the
-        window go on across the headers of more of the same data set."""
+        window go on across the headers of more of the same data set. ``need_ack``: Python
+        has seen no ACK of the peer yet, so the first one is Python's (it keeps copies of
+        delivered bytes from then on, which an entry of ``keep`` 0 would not)."""
+        pdu_left, ctx, max_pdu = framed if framed is not None else (-1, 0, 0)
         self.scanner.register(
-            key, data_dir, next_seq & 0xFFFFFFFF, end & 0xFFFFFFFF, keep, pre, *framed
+            key,
+            data_dir,
+            next_seq & 0xFFFFFFFF,
+            end & 0xFFFFFFFF,
+            keep,
+            pre,
+            pdu_left,
+            ctx,
+            max_pdu,
+            need_ack,
         )
 
     def unregister(self, key: bytes) -> Report | None:

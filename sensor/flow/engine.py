@@ -431,10 +431,9 @@ class FlowEngine:
             # No room at all (every stream together at its cap): what it absorbs is kept by
             # nobody, and counted as let go, as the Python path counts it.
             starved = reasm.acks_seen and keep == 0
-        if framed is None:
-            self.fast.register(key, data_dir, seq, seq + n, keep, pre)
-        else:
-            self.fast.register(key, data_dir, seq, seq + n, keep, pre, *framed)
+        # Before the peer's first ACK nothing is kept (keep is 0): that ACK is Python's, and
+        # the next entry keeps copies, as the Python path does from then on.
+        self.fast.register(key, data_dir, seq, seq + n, keep, pre, framed, not reasm.acks_seen)
         self._fast_regs[key] = [flow, idx, seq, ring, starved]
 
     def fast_report(self, report: FastReport, final: bool) -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pytest
 
 from dissectors.registry import load_dissectors
@@ -188,24 +189,34 @@ def test_context_lists_beyond_the_workers_table_are_sent_whole(
     assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
 
 
+class OneWorker:
+    """A worker reading ``path`` and its parent judging what it sent, beside one process
+    (``reference``) reading it alone."""
+
+    def __init__(self, path: Path, config: Any) -> None:
+        self.worker = Pipeline(load_dissectors(), policy_config=config)
+        self.outbox = PolicyOutbox()
+        self.worker.remote_policy(self.outbox)
+        self.worker.read(OfflineCapture(str(path)))
+        self.worker.finish()
+        self.inputs = pickle.loads(pickle.dumps(self.outbox.take(self.outbox.clock)[1]))
+        self.reference = Pipeline(load_dissectors(), policy_config=config)
+        self.reference.read(OfflineCapture(str(path)))
+        self.reference.finish()
+        self.judge = Judged(config)
+        PolicyInbox(self.judge, 1).receive(0, float("inf"), self.inputs)
+        self.judge.finish()
+
+
 def test_messages_that_change_no_finding_stay_in_the_worker(tmp_path: Path) -> None:
     """An imaging VLAN's C-STOREs between internal hosts: only the first of each direction
     and SOP class of an association is sent; the parent still finds and inventories what
     read does (and every C-STORE of an association to an external zone is sent)."""
     path = imaging_capture(tmp_path, 5, 30000)
     config = load_config(str(ZONES / "bulk-outbound" / "config.yaml"))
-    worker = Pipeline(load_dissectors(), policy_config=config)
-    outbox = PolicyOutbox()
-    worker.remote_policy(outbox)
-    worker.read(OfflineCapture(str(path)))
-    worker.finish()
-    inputs = pickle.loads(pickle.dumps(outbox.take(outbox.clock)[1]))
-    reference = Pipeline(load_dissectors(), policy_config=config)
-    reference.read(OfflineCapture(str(path)))
-    reference.finish()
-    judge = Judged(config)
-    PolicyInbox(judge, 1).receive(0, float("inf"), inputs)
-    judge.finish()
+    run = OneWorker(path, config)
+    worker, outbox, inputs = run.worker, run.outbox, run.inputs
+    judge, reference = run.judge, run.reference
     assert alerts(judge) == alerts(reference)
     assert judge.policy.inventory.nodes == reference.policy.inventory.nodes
     stores = sum(n for (name, _), n in worker.counters.dimse.items() if name.startswith("C-STORE"))
@@ -273,3 +284,35 @@ def test_the_parent_s_alerts_name_the_interface_the_worker_said() -> None:
     for (rule, _), n in several.items():
         merged[rule] += n
     assert merged == Counter({rule: n for (rule, _), n in reference.items()})
+
+
+def _records(path: Path) -> list[tuple[float, bytes]]:
+    with path.open("rb") as fh:
+        pcapng = fh.read(4) == b"\x0a\x0d\x0d\x0a"
+        fh.seek(0)
+        reader = dpkt.pcapng.Reader(fh) if pcapng else dpkt.pcap.Reader(fh)
+        return [(ts, bytes(buf)) for ts, buf in reader]
+
+
+def test_messages_of_a_side_whose_node_may_come_later_are_sent(tmp_path: Path) -> None:
+    """A C-STORE association seen mid-stream (no RQ or AC: neither end is in the inventory
+    by it), and halfway through it the same two hosts' C-ECHO association, whose RQ and AC
+    put both in the inventory: the C-STOREs' SOP class is the acceptor's from then on, in
+    the parent as in one process (the worker sends every message of such a side)."""
+    mid = _records(ROOT / "pcaps" / "derived-mid-association" / "capture.pcapng")
+    echo = _records(ROOT / "pcaps" / "dcmtk-echo-104" / "capture.pcap")
+    halfway = sorted(ts for ts, _ in mid)[len(mid) // 2]
+    shift = halfway - echo[0][0] + 1e-6
+    merged = sorted(mid + [(ts + shift, buf) for ts, buf in echo], key=lambda r: r[0])
+    path = tmp_path / "mid-and-echo.pcap"
+    with path.open("wb") as fh:
+        writer = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
+        for ts, buf in merged:
+            writer.writepkt(buf, ts)
+    config = load_config(str(ZONES / "normal-workflow" / "config.yaml"))
+    run = OneWorker(path, config)
+    judge, reference = run.judge, run.reference
+    nodes = reference.policy.inventory.nodes
+    assert len(nodes) == 2 and any(len(n.sop_classes) == 2 for n in nodes.values())
+    assert judge.policy.inventory.nodes == nodes
+    assert alerts(judge) == alerts(reference)

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pcapy
 import pytest
 
@@ -20,16 +21,24 @@ from sensor.capture.decode import decoder_for
 from sensor.capture.errors import CaptureError
 from sensor.capture.live import LiveSource
 from sensor.pipeline import Pipeline
+from sensor.policy.config import load_config
 
 from .test_fastpath import (
     CASES,
+    FLAGGED,
     PCAPS,
+    REFRAMED,
     Lines,
+    _late_old_ack,
+    _mutated,
+    _receiver_seen_late,
     _with_cut_frames,
     imaging_capture,
     session_counters,
 )
 from .tiny import recut
+
+ZONES = PCAPS / "zones"
 
 
 class Interface:
@@ -157,6 +166,81 @@ def test_snaplen_cut_frames_live(tmp_path: Path) -> None:
     compiled = live_run([path], True)
     assert compiled[:3] == live_run([path], False)[:3]
     assert compiled[3] > 0
+
+
+def test_an_old_ack_after_a_newer_one_live(tmp_path: Path) -> None:
+    """Reordered ACKs between messages, then a changed copy of acknowledged bytes: the
+    compiled loop reports the highest ACK it absorbed, and nothing is flagged (as Python)."""
+    path = tmp_path / "late-ack.pcap"
+    _late_old_ack(PCAPS / "dcmtk-echo-104" / "capture.pcap", path)
+    compiled = live_run([path], True)
+    assert compiled[:3] == live_run([path], False)[:3]
+    assert compiled[3] > 0
+
+
+@pytest.mark.parametrize("change", FLAGGED + REFRAMED)
+def test_a_changed_header_inside_a_data_set_live(tmp_path: Path, change: str) -> None:
+    """Changed headers inside a data set (crafted), progress reported every few packets,
+    in the middle of what the compiled loop crosses: the same as Python."""
+    path = tmp_path / f"{change}.pcap"
+    _mutated(PCAPS / "dcmtk-store-11112" / "capture.pcap", path, change)
+    compiled = live_run([path], True, burst=3)
+    assert compiled[:3] == live_run([path], False, burst=3)[:3]
+    assert compiled[3] > 0
+
+
+def test_the_receiver_seen_late_live(tmp_path: Path) -> None:
+    """The peer's first ACK after one direction alone is Python's, live too: a changed copy
+    of bytes sent after it is flagged alike, wherever it falls."""
+    src = PCAPS / "dcmtk-store-11112" / "capture.pcap"
+    for k in range(5, 105, 3):
+        path = tmp_path / f"late{k}.pcap"
+        _receiver_seen_late(src, path, k)
+        compiled = live_run([path], True)
+        assert compiled[:3] == live_run([path], False)[:3], k
+
+
+def _stopped_after(path: Path, compiled: bool) -> tuple[Any, ...]:
+    """Every packet at one look, then the sensor stops (no tick between): what it said."""
+    records, events, alerts = Lines(), Lines(), Lines()
+    config = load_config(str(ZONES / "credentials-move-query" / "config.yaml"))
+    pipeline = Pipeline(
+        load_dissectors(), associations=records, events=events, policy_config=config
+    )
+    pipeline.alert_sinks.append(alerts.write)
+    pipeline.use_fast = compiled
+    pipeline.follow_all()
+    pipeline.compile_live()
+    handle = Interface(path, 1 << 20)
+    handle.waiting = 1 << 20
+    source = LiveSource("test0", handle, 1, decoder_for(1), -1)
+    while not handle.ended:
+        pipeline.feed(pipeline.live_packets(source, 4096), source.decode)
+    pipeline.finish()
+    last = (pipeline.last_ts, pipeline.counters.last_packet_ts)
+    return records.lines, events.lines, alerts.lines, last, pipeline.engine.stats.fast_packets
+
+
+def test_stopped_between_ticks(tmp_path: Path) -> None:
+    """The sensor stops right after pure ACKs the compiled loop absorbed (no tick since):
+    its last packet time is theirs, as in Python, so what the end decides (a C-MOVE still
+    pending, an association's end) is dated alike."""
+    with (ZONES / "credentials-move-query" / "capture.pcap").open("rb") as fh:
+        frames = list(dpkt.pcap.Reader(fh))
+    absorbed = 0
+    for n, (_, buf) in enumerate(frames, 1):
+        tcp = dpkt.ethernet.Ethernet(buf).data.data
+        if tcp.data or tcp.flags != dpkt.tcp.TH_ACK:
+            continue  # a cut after a pure ACK
+        path = tmp_path / f"first{n}.pcap"
+        with path.open("wb") as fh:
+            writer = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
+            for ts, frame in frames[:n]:
+                writer.writepkt(frame, ts)
+        compiled = _stopped_after(path, True)
+        assert compiled[:4] == _stopped_after(path, False)[:4], n
+        absorbed += compiled[4]
+    assert absorbed > 0
 
 
 def test_alert_pcap_keeps_every_packet_in_python(tmp_path: Path) -> None:
