@@ -144,7 +144,7 @@ class LiveReader(FastReader):
             raise RuntimeError("the compiled reader is not built")
         self.scanner = fastpath.Scanner(None, None, None)
 
-    def packets(  # type: ignore[override]
+    def from_next(
         self,
         nxt: Callable[[], tuple[Any, bytes]],
         apply: Callable[[Report, bool], None],

@@ -126,7 +126,7 @@ class LiveSource:
         """Up to ``limit`` packets through the compiled loop (fastread.LiveReader): those it
         absorbs are accounted by ``apply``, the others come out as from ``packets``."""
         try:
-            yield from reader.packets(self.handle.next, apply, limit)
+            yield from reader.from_next(self.handle.next, apply, limit)
         except pcapy.PcapError as exc:
             raise CaptureError(f"interface {self.interface}: {one_line(exc)}") from None
 

@@ -389,7 +389,7 @@ class FlowEngine:
         The entry's window is the rest of the data-set PDV under way (``skippable``); a
         DICOM session may let it go on across the data set's PDV and PDU headers, checked in
         C as the session would check them (``DicomSession.framing``). With neither, the
-        entry absorbs only pure ACKs (their last values are reported), so a flow between
+        entry absorbs only pure ACKs (the highest of each side is reported), so a flow between
         messages costs Python nothing per ACK; its next data segment comes back here.
         """
         side = flow.sides[idx]
